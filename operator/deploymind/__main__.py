@@ -1,0 +1,7 @@
+"""`python -m deploymind`."""
+
+import sys
+
+from deploymind.cli import main
+
+sys.exit(main())

@@ -1,0 +1,155 @@
+"""The `Deployment.deploymind.io` status: what the controller observed, in Kubernetes API conventions (and kstatus)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from deploymind.api.base import ApiModel
+
+REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class ConditionType(StrEnum):
+    """Every condition type. `Reconciling` and `Stalled` are present only while True (kstatus)."""
+
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+    SOURCE_READY = "SourceReady"
+    SCANNED = "Scanned"
+    BUILT = "Built"
+    RELEASED = "Released"
+    HEALTHY = "Healthy"
+
+
+STEP_CONDITIONS = (
+    ConditionType.SOURCE_READY,
+    ConditionType.SCANNED,
+    ConditionType.BUILT,
+    ConditionType.RELEASED,
+    ConditionType.HEALTHY,
+)
+
+
+class Phase(StrEnum):
+    """A one-word summary derived from the conditions, for printer columns and dashboards only."""
+
+    PENDING = "Pending"
+    SCANNING = "Scanning"
+    BUILDING = "Building"
+    DEPLOYING = "Deploying"
+    BAKING = "Baking"
+    DEPLOYED = "Deployed"
+    DEGRADED = "Degraded"
+    FAILED = "Failed"
+    ROLLED_BACK = "RolledBack"
+    SUSPENDED = "Suspended"
+
+
+class Condition(ApiModel):
+    """One observation, as metav1.Condition."""
+
+    type: ConditionType
+    status: ConditionStatus
+    reason: str = Field(min_length=1, max_length=1024, pattern=REASON)
+    """CamelCase reason."""
+    message: str = Field(default="", max_length=32768)
+    """What happened and what to do next."""
+    last_transition_time: str
+    """When status last changed (RFC 3339)."""
+    observed_generation: int | None = None
+    """The generation this condition was computed for."""
+
+
+class Revision(ApiModel):
+    """The revision running on the host."""
+
+    id: str
+    """`<commit[:12]>-<config[:8]>` (or `<digest[:12]>-<config[:8]>` for a prebuilt image)."""
+    commit: str | None = None
+    image: str
+    """The image on the host (`deploymind/<uid8>:<revision>` when built from source)."""
+    digest: str | None = None
+    """Tree digest (sha256 of the source tarball) or image digest."""
+    deployed_at: str | None = None
+
+
+class RevisionRef(ApiModel):
+    id: str
+    commit: str | None = None
+    image: str
+
+
+class FailedRevision(ApiModel):
+    """A quarantined revision: never redeployed by a resync, a resume or a webhook."""
+
+    id: str
+    commit: str | None = None
+    image: str | None = None
+    reason: str
+    at: str
+
+
+class HistoryEntry(ApiModel):
+    """A revision that was released on the host (newest first, at most revisionHistoryLimit)."""
+
+    id: str
+    commit: str | None = None
+    image: str
+    deployed_at: str
+    result: str
+    """Released, RolledBack, …"""
+
+
+class TargetStatus(ApiModel):
+    instance_id: str | None = None
+    address: str | None = None
+    container: str | None = None
+    """Name of the stable container on the host."""
+    health: str | None = None
+    """Last probe outcome: Healthy, Unhealthy or Unknown."""
+
+
+class ScanStatus(ApiModel):
+    critical: int = 0
+    high: int = 0
+    medium: int = 0
+    low: int = 0
+    unknown: int = 0
+    secrets: int = 0
+    misconfigs: int = 0
+    suppressed: int = 0
+    tree_digest: str | None = None
+
+
+class DeploymentStatus(ApiModel):
+    """What the controller observed. Written only when something in it changes."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra={
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
+    phase: Phase | None = None
+    revision: Revision | None = None
+    last_good: RevisionRef | None = None
+    failed_revisions: list[FailedRevision] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    target: TargetStatus | None = None
+    scan: ScanStatus | None = None
+    last_handled_reconcile_at: str | None = None
+    """The last `deploymind.io/requested-at` token handled."""
+    rollback_to: str | None = None
+    """The revision pinned by `deploymind.io/rollback-to`, held until the spec names a new revision."""
+    bake_started_at: str | None = None
+    """When the running revision started its bake window; cleared when it becomes last good."""
+    desired_revision: str | None = None
+    """The revision the spec resolves to (what the controller is driving toward)."""
+    handled_retry: str | None = None
+    """The last `deploymind.io/retry` token handled."""

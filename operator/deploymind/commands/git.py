@@ -1,0 +1,129 @@
+"""Git commands as data: argv lists for resolving a ref and turning one commit into a tarball, and the pure
+parsing of their output. No I/O here; `steps/gitfetch.py` runs them.
+
+Every argv starts with `git -c …` settings that make a run independent of the operator's own Git
+configuration (no stored credentials, no interactive prompts, only well-known protocols), and passes the
+repository after `--` so a URL can never be read as an option.
+"""
+
+from __future__ import annotations
+
+import re
+
+GITHUB_URL = "https://github.com/{repo}.git"
+
+# `owner/name` is GitHub shorthand; anything with a scheme, an scp-like `user@host:path`, or an absolute path
+# is already something Git can fetch from.
+_SHORTHAND = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
+_URL = re.compile(r"^(https?|ssh|git|file)://\S+$")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:\S+$")
+FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+# Settings for every git run: ignore credential helpers (the token comes only through GIT_ASKPASS),
+# and refuse exotic transports such as `ext::` that would run arbitrary commands.
+_SAFE_CONFIG = (
+    "-c", "credential.helper=",
+    "-c", "protocol.allow=never",
+    "-c", "protocol.file.allow=always",
+    "-c", "protocol.https.allow=always",
+    "-c", "protocol.http.allow=always",
+    "-c", "protocol.ssh.allow=always",
+    "-c", "protocol.git.allow=always",
+)  # fmt: skip
+
+
+def repo_url(repo: str) -> str:
+    """The URL Git fetches from for a spec's `source.repo` (`owner/name` means GitHub over https)."""
+    repo = repo.strip()
+    if re.match(r"^https?://[^/@]*:[^/@]*@", repo):
+        raise ValueError(
+            "source.repo carries a password or token in its URL, where it would show on command lines: "
+            "remove it and put the token into the Secret named by source.credentialsSecretRef"
+        )
+    if _SHORTHAND.match(repo) and not repo.startswith("."):
+        return GITHUB_URL.format(repo=repo.removesuffix(".git"))
+    if _URL.match(repo) or _SCP_LIKE.match(repo) or (repo.startswith("/") and not repo.startswith("//")):
+        return repo
+    raise ValueError(
+        f"source.repo {repo!r} is not a repository: use owner/name (GitHub), an https://, ssh://, git:// "
+        "or file:// URL, user@host:path, or an absolute path"
+    )
+
+
+def is_full_sha(ref: str) -> bool:
+    """True when `ref` already names a commit (40 lowercase hex digits), so it needs no ls-remote."""
+    return bool(FULL_SHA.match(ref))
+
+
+def ref_candidates(ref: str) -> list[str]:
+    """Full ref names `ref` may mean, in Git's own order of precedence (tags before branches)."""
+    if ref == "HEAD" or ref.startswith("refs/"):
+        return [ref]
+    return [f"refs/tags/{ref}", f"refs/heads/{ref}"]
+
+
+def ls_remote(url: str, ref: str) -> list[str]:
+    """`git ls-remote` limited to the refs `ref` may mean, including peeled annotated tags."""
+    patterns: list[str] = []
+    for name in ref_candidates(ref):
+        patterns.append(name)
+        if name.startswith("refs/tags/"):
+            patterns.append(name + "^{}")
+    return ["git", *_SAFE_CONFIG, "ls-remote", "--", url, *patterns]
+
+
+def parse_ls_remote(output: str, ref: str) -> str | None:
+    """The commit `ref` resolves to in `git ls-remote` output, or None when no candidate ref exists.
+
+    An annotated tag points at a tag object; its peeled line (`…^{}`) names the commit, so it wins.
+    """
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        sha, _, name = line.strip().partition("\t")
+        if FULL_SHA.match(sha) and name:
+            found[name] = sha
+    for name in ref_candidates(ref):
+        peeled = found.get(name + "^{}")
+        if peeled:
+            return peeled
+        if name in found:
+            return found[name]
+    return None
+
+
+def init_bare(directory: str) -> list[str]:
+    """An empty bare repository to fetch one commit into."""
+    return ["git", "init", "--quiet", "--bare", directory]
+
+
+def fetch_commit(directory: str, url: str, sha: str) -> list[str]:
+    """Fetch exactly one commit (no history) by its SHA into the repository at `directory`."""
+    _require_sha(sha)
+    return ["git", *_SAFE_CONFIG, "-C", directory, "fetch", "--quiet", "--no-tags", "--depth", "1", "--", url, sha]
+
+
+def archive(directory: str, sha: str) -> list[str]:
+    """The commit's tree as an uncompressed tar on stdout: byte-identical for one commit and Git version."""
+    _require_sha(sha)
+    return ["git", "-C", directory, "archive", "--format=tar", sha]
+
+
+def askpass_script(token_env: str, username: str = "x-access-token") -> str:
+    """A GIT_ASKPASS helper: answers the username prompt with `username` and any other prompt with the token
+    read from the environment variable `token_env`, so the token is never in argv or in the file."""
+    if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", token_env):
+        raise ValueError(f"{token_env!r} is not an environment variable name")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", username):
+        raise ValueError(f"{username!r} is not a plain user name")
+    return (
+        "#!/bin/sh\n"
+        'case "$1" in\n'
+        f"  Username*) printf '%s\\n' '{username}' ;;\n"
+        f"  *) printf '%s\\n' \"${token_env}\" ;;\n"
+        "esac\n"
+    )
+
+
+def _require_sha(sha: str) -> None:
+    if not FULL_SHA.match(sha):
+        raise ValueError(f"{sha!r} is not a full commit SHA (40 lowercase hex digits)")

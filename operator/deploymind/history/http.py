@@ -1,0 +1,145 @@
+"""The read-only history endpoint: GET /history/{namespace}/{name}?limit=N → JSON, newest first.
+
+Reached by `deploymind history` through the Kubernetes API server's service proxy (so RBAC on services/proxy
+decides who reads it), or directly in the sandbox. Body (keys camelCase, times RFC 3339 UTC):
+
+    {"namespace": "...", "name": "...",
+     "rollouts": [{"id", "uid", "generation", "revision", "commit", "image", "digest", "trigger", "triggerDetail",
+                   "strategy", "envNames", "envHash", "startedAt", "finishedAt", "result", "reason", "message",
+                   "durationSeconds", "steps": [{"step", "status", "reason", "message", "startedAt", "finishedAt",
+                   "durationSeconds"}], "scans": [{"revision", "counts", "secrets", "misconfigs", "suppressed",
+                   "blocked", "at"}]}],
+     "reverts": [{"uid", "fromRevision", "toRevision", "reason", "message", "attemptId", "at"}]}
+
+Errors are JSON too: {"reason": CamelCase, "message": what to do} with 400, 404 (never recorded) or 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any, Final
+
+from aiohttp import web
+
+from deploymind.history.records import Revert, ScanSummary, StepTransition
+from deploymind.history.store import AttemptHistory, HistoryStore, ObjectHistory
+
+DEFAULT_LIMIT: Final = 20
+MAX_LIMIT: Final = 500
+STORE_KEY: Final = web.AppKey("deploymind_history_store", HistoryStore)
+
+logger = logging.getLogger(__name__)
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def _step(step: StepTransition) -> dict[str, Any]:
+    return {
+        "step": step.step,
+        "status": step.status,
+        "reason": step.reason,
+        "message": step.message,
+        "startedAt": _time(step.started_at),
+        "finishedAt": _time(step.finished_at),
+        "durationSeconds": step.duration_seconds,
+    }
+
+
+def _scan(scan: ScanSummary) -> dict[str, Any]:
+    return {
+        "revision": scan.revision,
+        "counts": dict(scan.counts),
+        "secrets": scan.secrets,
+        "misconfigs": scan.misconfigs,
+        "suppressed": scan.suppressed,
+        "blocked": scan.blocked,
+        "at": _time(scan.at),
+    }
+
+
+def _rollout(entry: AttemptHistory) -> dict[str, Any]:
+    attempt = entry.attempt
+    return {
+        "id": attempt.id,
+        "uid": attempt.uid,
+        "generation": attempt.generation,
+        "revision": attempt.revision,
+        "commit": attempt.commit,
+        "image": attempt.image,
+        "digest": attempt.digest,
+        "trigger": attempt.trigger,
+        "triggerDetail": attempt.trigger_detail,
+        "strategy": attempt.strategy,
+        "envNames": list(attempt.env_names),
+        "envHash": attempt.env_hash,
+        "startedAt": _time(attempt.started_at),
+        "finishedAt": _time(attempt.finished_at),
+        "result": attempt.result,
+        "reason": attempt.reason,
+        "message": attempt.message,
+        "durationSeconds": attempt.duration_seconds,
+        "steps": [_step(step) for step in entry.steps],
+        "scans": [_scan(scan) for scan in entry.scans],
+    }
+
+
+def _revert(revert: Revert) -> dict[str, Any]:
+    return {
+        "uid": revert.uid,
+        "fromRevision": revert.from_revision,
+        "toRevision": revert.to_revision,
+        "reason": revert.reason,
+        "message": revert.message,
+        "attemptId": revert.attempt_id,
+        "at": _time(revert.at),
+    }
+
+
+def history_json(history: ObjectHistory) -> dict[str, Any]:
+    """The endpoint's body for one object's history."""
+    return {
+        "namespace": history.namespace,
+        "name": history.name,
+        "rollouts": [_rollout(entry) for entry in history.rollouts],
+        "reverts": [_revert(revert) for revert in history.reverts],
+    }
+
+
+def _error(status: int, reason: str, message: str) -> web.Response:
+    return web.json_response({"reason": reason, "message": message}, status=status)
+
+
+async def get_history(request: web.Request) -> web.Response:
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    raw_limit = request.query.get("limit", str(DEFAULT_LIMIT))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        return _error(400, "InvalidLimit", f"limit must be a whole number from 1 to {MAX_LIMIT}, not {raw_limit!r}.")
+    store = request.app[STORE_KEY]
+    try:
+        history = await asyncio.to_thread(store.history, namespace, name, int(raw_limit))
+    except Exception as error:
+        logger.warning("HistoryUnavailable: could not read the history of %s/%s: %s", namespace, name, error)
+        return _error(
+            503,
+            "HistoryUnavailable",
+            "The history database does not answer; the operator keeps recording in memory. Try again later, "
+            "and check the operator's logs and its DEPLOYMIND_DATABASE_URL.",
+        )
+    if history is None:
+        return _error(
+            404,
+            "NotFound",
+            f"No history for {namespace}/{name}: it never started a rollout, or its rows are past retention. "
+            "Check the namespace and name.",
+        )
+    return web.json_response(history_json(history))
+
+
+def add_history_routes(app: web.Application, store: HistoryStore) -> None:
+    """Serve GET (and HEAD) /history/{namespace}/{name} from `store`; every other method answers 405."""
+    app[STORE_KEY] = store
+    app.router.add_get("/history/{namespace}/{name}", get_history)

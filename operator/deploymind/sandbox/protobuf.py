@@ -1,0 +1,187 @@
+"""Protobuf request bodies of typed Kubernetes clients, decoded to the JSON objects the emulator stores.
+
+kubectl 1.35 (`create secret|configmap|namespace`) and Helm 4 (its Secret release storage) send built-in
+types as `application/vnd.kubernetes.protobuf`: the magic `k8s\\0`, then a `runtime.Unknown` envelope holding
+the type and the serialized object. Only the messages those clients send are described: v1 Secret,
+ConfigMap, Namespace, DeleteOptions and coordination.k8s.io/v1 Lease. Anything else is refused (415).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+MAGIC = b"k8s\x00"
+CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
+
+
+class ProtobufError(ValueError):
+    """A body this decoder cannot read: the client should send JSON (e.g. kubectl `-o json | kubectl apply`)."""
+
+    reason = "UnsupportedProtobuf"
+
+
+@dataclass(frozen=True)
+class Field:
+    """How one protobuf field maps to JSON: `kind` is string, int, bool, bytes, time, microtime,
+    strings (repeated), map (string→string), bytesmap (string→base64) or a nested message."""
+
+    name: str
+    kind: str
+    message: dict[int, Field] | None = None
+
+
+_META = {
+    1: Field("name", "string"),
+    2: Field("generateName", "string"),
+    3: Field("namespace", "string"),
+    5: Field("uid", "string"),
+    6: Field("resourceVersion", "string"),
+    11: Field("labels", "map"),
+    12: Field("annotations", "map"),
+    14: Field("finalizers", "strings"),
+}
+_LEASE_SPEC = {
+    1: Field("holderIdentity", "string"),
+    2: Field("leaseDurationSeconds", "int"),
+    3: Field("acquireTime", "microtime"),
+    4: Field("renewTime", "microtime"),
+    5: Field("leaseTransitions", "int"),
+    6: Field("strategy", "string"),
+    7: Field("preferredHolder", "string"),
+}
+_PRECONDITIONS = {1: Field("uid", "string"), 2: Field("resourceVersion", "string")}
+MESSAGES: dict[str, dict[int, Field]] = {
+    "Secret": {1: Field("metadata", "message", _META), 2: Field("data", "bytesmap"), 3: Field("type", "string"),
+               4: Field("stringData", "map"), 5: Field("immutable", "bool")},
+    "ConfigMap": {1: Field("metadata", "message", _META), 2: Field("data", "map"), 3: Field("binaryData", "bytesmap"),
+                  4: Field("immutable", "bool")},
+    "Namespace": {1: Field("metadata", "message", _META)},
+    "Lease": {1: Field("metadata", "message", _META), 2: Field("spec", "message", _LEASE_SPEC)},
+    "DeleteOptions": {1: Field("gracePeriodSeconds", "int"), 2: Field("preconditions", "message", _PRECONDITIONS),
+                      3: Field("orphanDependents", "bool"), 4: Field("propagationPolicy", "string"),
+                      5: Field("dryRun", "strings")},
+}
+
+
+def is_protobuf(body: bytes) -> bool:
+    return body[:4] == MAGIC
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """The JSON form of a protobuf-encoded Kubernetes object (with apiVersion and kind)."""
+    if not is_protobuf(body):
+        raise ProtobufError("the body does not start with the Kubernetes protobuf magic 'k8s\\0'")
+    envelope = _group(_fields(body[4:]))
+    type_meta = _group(_fields(_one(envelope, 1)))
+    api_version = _one(type_meta, 1).decode()
+    kind = _one(type_meta, 2).decode()
+    spec = MESSAGES.get(kind)
+    if spec is None:
+        raise ProtobufError(f"protobuf bodies of {api_version}/{kind} are not supported by the emulator; "
+                            "send JSON (Content-Type: application/json) instead")
+    obj = {"apiVersion": api_version, "kind": kind}
+    obj.update(_message(_one(envelope, 2), spec))
+    return obj
+
+
+def _message(data: bytes, spec: dict[int, Field]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for number, values in _group(_fields(data)).items():
+        field = spec.get(number)
+        if field is None:
+            continue  # fields the emulator does not use (ownerReferences, managedFields, …)
+        value = _convert(field, values)
+        if value not in (None, "", {}, []):  # gogo-protobuf sends '' for unset strings
+            out[field.name] = value
+    return out
+
+
+def _convert(field: Field, values: list[Any]) -> Any:
+    last = values[-1]
+    if field.kind == "string":
+        return bytes(last).decode()
+    if field.kind == "int":
+        return _signed(int(last))
+    if field.kind == "bool":
+        return bool(last)
+    if field.kind == "strings":
+        return [bytes(v).decode() for v in values]
+    if field.kind in ("map", "bytesmap"):
+        return dict(_entry(v, as_base64=field.kind == "bytesmap") for v in values)
+    if field.kind == "microtime":
+        return _time(bytes(last), micro=True)
+    if field.kind == "message" and field.message is not None:
+        return _message(bytes(last), field.message)
+    raise ProtobufError(f"unknown field kind {field.kind!r}")
+
+
+def _entry(data: bytes, *, as_base64: bool) -> tuple[str, str]:
+    kv = _group(_fields(data))
+    key = _one(kv, 1).decode()
+    value = _one(kv, 2)
+    return key, base64.b64encode(value).decode() if as_base64 else value.decode()
+
+
+def _time(data: bytes, *, micro: bool) -> str:
+    parts = _group(_fields(data))
+    seconds = int(parts.get(1, [0])[-1])
+    nanos = int(parts.get(2, [0])[-1])
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    if micro:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos // 1000:06d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _signed(value: int) -> int:
+    """Negative int64/int32 values travel as 10-byte two's-complement varints."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _one(group: dict[int, list[Any]], number: int) -> bytes:
+    values = group.get(number)
+    return bytes(values[-1]) if values else b""
+
+
+def _group(fields: list[tuple[int, Any]]) -> dict[int, list[Any]]:
+    grouped: dict[int, list[Any]] = {}
+    for number, value in fields:
+        grouped.setdefault(number, []).append(value)
+    return grouped
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if i >= len(data):
+            raise ProtobufError("truncated varint in the protobuf body")
+        byte = data[i]
+        i += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return result, i
+
+
+def _fields(data: bytes) -> list[tuple[int, Any]]:
+    """(field number, value) pairs: varints as int, length-delimited as bytes, fixed as raw bytes."""
+    i, out = 0, []
+    while i < len(data):
+        key, i = _varint(data, i)
+        number, wire = key >> 3, key & 7
+        value: Any
+        if wire == 0:
+            value, i = _varint(data, i)
+        elif wire == 2:
+            size, i = _varint(data, i)
+            value, i = data[i:i + size], i + size
+        elif wire == 1:
+            value, i = data[i:i + 8], i + 8
+        elif wire == 5:
+            value, i = data[i:i + 4], i + 4
+        else:
+            raise ProtobufError(f"unsupported protobuf wire type {wire}")
+        out.append((number, value))
+    return out

@@ -1,0 +1,287 @@
+"""The I/O half of the source step: resolve a ref to a commit with `git ls-remote`, and turn that commit into a
+tarball cached by SHA whose sha256 is the tree digest.
+
+Plain data in, plain data out, typed errors; no Kopf or Kubernetes here, so the source step decides what an error
+means for the Deployment (a missing ref needs the user, an unreachable repository is retried).
+
+A private repository's token reaches Git only through `GIT_ASKPASS`: a helper script in a private temporary
+directory that prints the token from an environment variable. The token is never in argv, in the helper file,
+in logs or in an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from deploymind.api.reasons import AUTHENTICATION_FAILED, INVALID_SPEC, REF_NOT_FOUND, REPOSITORY_UNREACHABLE
+from deploymind.commands import git
+
+__all__ = [
+    "AUTHENTICATION_FAILED",
+    "INVALID_SPEC",
+    "REF_NOT_FOUND",
+    "REPOSITORY_UNREACHABLE",
+    "GitFetchError",
+    "Tarball",
+    "askpass",
+    "fetch_tarball",
+    "resolve_ref",
+]
+
+TOKEN_ENV = "DEPLOYMIND_GIT_TOKEN"
+
+# Lower-case fragments of Git's stderr, by what they mean for the user.
+_AUTH_MARKERS = (
+    "authentication failed",
+    "could not read username",
+    "could not read password",
+    "terminal prompts disabled",
+    "permission denied (publickey",
+    "returned error: 401",
+    "returned error: 403",
+    "invalid username or password",
+)
+_MISSING_COMMIT_MARKERS = (
+    "not our ref",
+    "couldn't find remote ref",
+    "no such remote ref",
+    "unadvertised object",
+)
+
+
+@dataclass(frozen=True)
+class Tarball:
+    """One commit's tree as an uncompressed tar file; `digest` is the sha256 hex of its bytes."""
+
+    path: Path
+    digest: str
+    size: int
+
+
+class GitFetchError(Exception):
+    """Git could not give us the commit; `message` says what to do. Reasons: RefNotFound, AuthenticationFailed,
+    InvalidSpec (source.repo is no repository; these three need the user) and RepositoryUnreachable (retry)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+async def resolve_ref(url: str, ref: str, *, token: str | None = None, timeout: float = 60.0) -> str:
+    """The commit SHA that `ref` (branch, tag or full SHA) names in the repository `url` right now.
+
+    A full SHA is returned as is, without asking the remote: it cannot move, and `fetch_tarball` reports it
+    when the repository does not have it.
+    """
+    if git.is_full_sha(ref.lower()):
+        return ref.lower()
+    remote = _remote(url)
+    with _git_env(token) as env:
+        code, out, err = await _run(git.ls_remote(remote, ref), env=env, timeout=timeout, what=f"resolving {ref!r}")
+    if code != 0:
+        raise _classify(err, remote, token)
+    sha = git.parse_ls_remote(out.decode("utf-8", "replace"), ref)
+    if sha is None:
+        raise GitFetchError(
+            REF_NOT_FOUND,
+            f"{_redact(remote, token)} has no branch or tag {ref!r}: push it, or set source.ref to an existing "
+            "branch, tag or full commit SHA",
+        )
+    return sha
+
+
+async def fetch_tarball(
+    url: str, sha: str, *, token: str | None = None, cache_dir: Path, timeout: float = 300.0
+) -> Tarball:
+    """The tarball of commit `sha` (`git archive --format=tar`), fetched once and then served from `cache_dir`."""
+    sha = sha.lower()
+    if not git.is_full_sha(sha):
+        raise GitFetchError(REF_NOT_FOUND, f"{sha!r} is not a full commit SHA: resolve the ref first")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"{sha}.tar"
+    if path.exists():
+        return await asyncio.to_thread(_describe, path)
+
+    remote = _remote(url)
+    deadline = asyncio.get_running_loop().time() + timeout
+    # The work directory sits in cache_dir so the finished tarball is renamed into place atomically: a reader
+    # (or a crash) never sees half a tarball under its final name.
+    work = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=cache_dir))
+    try:
+        repo = str(work / "repo")
+        with _git_env(token) as env:
+            await _checked(git.init_bare(repo), "creating a work repository", env=env, deadline=deadline, token=token)
+            code, _, err = await _run(
+                git.fetch_commit(repo, remote, sha), env=env, timeout=_left(deadline), what=f"fetching {sha[:12]}"
+            )
+            if code != 0:
+                if any(marker in err.lower() for marker in _MISSING_COMMIT_MARKERS):
+                    raise GitFetchError(
+                        REF_NOT_FOUND,
+                        f"{_redact(remote, token)} has no commit {sha}: check source.ref (was the commit force-pushed "
+                        "away?)",
+                    )
+                raise _classify(err, remote, token)
+            partial = work / "archive.tar"
+            with partial.open("wb") as sink:
+                await _checked(
+                    git.archive(repo, sha),
+                    f"archiving {sha[:12]}",
+                    env=env,
+                    deadline=deadline,
+                    token=token,
+                    stdout=sink,
+                )
+        tarball = await asyncio.to_thread(_describe, partial)
+        partial.replace(path)
+        return Tarball(path=path, digest=tarball.digest, size=tarball.size)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, work, True)
+
+
+@contextlib.contextmanager
+def askpass(token: str) -> Iterator[dict[str, str]]:
+    """Environment entries that let Git answer a credential prompt with `token`, valid inside the `with`.
+
+    The helper is written with mode 0700 into a fresh directory only we can enter; it holds no secret itself
+    (it prints `$DEPLOYMIND_GIT_TOKEN`), and the directory is removed on exit.
+    """
+    directory = tempfile.mkdtemp(prefix="deploymind-askpass-")  # mkdtemp creates it with mode 0700
+    try:
+        helper = Path(directory) / "askpass.sh"
+        fd = os.open(helper, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+        with os.fdopen(fd, "w") as file:
+            file.write(git.askpass_script(TOKEN_ENV))
+        yield {"GIT_ASKPASS": str(helper), TOKEN_ENV: token}
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _git_env(token: str | None) -> Iterator[dict[str, str]]:
+    """The environment for one git run: the operator's own Git configuration and prompts are out of play."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("GIT_", "SSH_ASKPASS"))}
+    env.update(
+        GIT_TERMINAL_PROMPT="0",
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_SSH_COMMAND="ssh -o BatchMode=yes",
+        LC_ALL="C",  # the error classification reads Git's English messages
+    )
+    env.pop(TOKEN_ENV, None)
+    if not token:
+        yield env
+        return
+    with askpass(token) as extra:
+        yield {**env, **extra}
+
+
+def _remote(url: str) -> str:
+    try:
+        return git.repo_url(url)
+    except ValueError as error:
+        raise GitFetchError(INVALID_SPEC, str(error)) from None
+
+
+async def _checked(
+    argv: Sequence[str],
+    what: str,
+    *,
+    env: Mapping[str, str],
+    deadline: float,
+    token: str | None,
+    stdout: IO[bytes] | None = None,
+) -> None:
+    """Run a local git command that should not fail; if it does, the operator's host is at fault, not the repo."""
+    code, _, err = await _run(argv, env=env, timeout=_left(deadline), what=what, stdout=stdout)
+    if code != 0:
+        raise GitFetchError(
+            REPOSITORY_UNREACHABLE,
+            f"git failed {what} ({_redact(_last_fatal(err), token)}): check free space and permissions of the "
+            "operator's source cache",
+        )
+
+
+async def _run(
+    argv: Sequence[str], *, env: Mapping[str, str], timeout: float, what: str, stdout: IO[bytes] | None = None
+) -> tuple[int, bytes, str]:
+    """Run one git command in its own process group; on timeout or cancellation the whole group is killed."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE if stdout is None else stdout,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env),
+        start_new_session=True,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        raise GitFetchError(
+            REPOSITORY_UNREACHABLE,
+            f"git did not finish {what} within {timeout:.0f} s: check that the repository host is reachable",
+        ) from None
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    return proc.returncode or 0, out or b"", (err or b"").decode("utf-8", "replace")
+
+
+def _classify(stderr: str, remote: str, token: str | None) -> GitFetchError:
+    detail = _redact(_last_fatal(stderr), token)
+    where = _redact(remote, token)
+    lowered = stderr.lower()
+    if any(marker in lowered for marker in _AUTH_MARKERS):
+        hint = (
+            "check the token in the Secret named by source.credentialsSecretRef (it needs read access)"
+            if token
+            else "the repository needs credentials: set source.credentialsSecretRef to a Secret holding a token"
+        )
+        return GitFetchError(AUTHENTICATION_FAILED, f"{where} refused our credentials ({detail}): {hint}")
+    return GitFetchError(
+        REPOSITORY_UNREACHABLE,
+        f"cannot read {where} ({detail}): check source.repo and that the repository host is reachable",
+    )
+
+
+def _last_fatal(stderr: str) -> str:
+    """Git's most telling line: the first `fatal:`/`error:` line, else the last non-empty one."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("fatal:", "error:")):
+            return line
+    return lines[-1] if lines else "no output"
+
+
+def _redact(text: str, token: str | None) -> str:
+    if token:
+        text = text.replace(token, "***")
+    return re.sub(r"(://)[^/@\s]+@", r"\1***@", text)
+
+
+def _left(deadline: float) -> float:
+    return max(0.1, deadline - asyncio.get_running_loop().time())
+
+
+def _describe(path: Path) -> Tarball:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return Tarball(path=path, digest=digest.hexdigest(), size=size)

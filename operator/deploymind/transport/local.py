@@ -1,0 +1,68 @@
+"""The `local` transport: run a script as a subprocess on the operator's own host (the sandbox and tests only).
+
+It reaches whatever Docker engine `DOCKER_HOST` in its environment names. Whether a Deployment may use it at all
+is the controller's decision: `transport: local` is refused unless the operator runs with
+`--allow-local-transport` (the sandbox sets it), because it gives a namespace's users the operator's own host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Mapping
+
+from deploymind.transport.base import TRANSPORT_TIMEOUT, Result, TransportError
+
+
+class LocalTransport:
+    """Runs each script with `shell -c script` in its own process group, so a timeout can kill all of it."""
+
+    name = "local"
+
+    def __init__(
+        self, env: Mapping[str, str] | None = None, *, shell: str = "/bin/sh", inherit_env: bool = True
+    ) -> None:
+        base = dict(os.environ) if inherit_env else {}
+        self._env = {**base, **(env or {})}
+        self._shell = shell
+        self.calls = 0
+
+    async def run(self, script: str, *, stdin: bytes | None = None, timeout: float = 300.0) -> Result:
+        self.calls += 1
+        proc = await asyncio.create_subprocess_exec(
+            self._shell,
+            "-c",
+            script,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._env,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        except TimeoutError:
+            raise TransportError(
+                TRANSPORT_TIMEOUT,
+                f"the script did not finish within {timeout:g} s on the local host and was killed: "
+                "look for a hung docker command, or raise the timeout",
+            ) from None
+        finally:
+            # On timeout or cancellation nothing the script started in its group outlives the call.
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        return Result(exit_code=_exit_code(proc.returncode), stdout=stdout, stderr=stderr)
+
+    async def close(self) -> None:
+        """Nothing to release: every call is its own process."""
+
+
+def _exit_code(returncode: int | None) -> int:
+    """asyncio reports death by signal N as -N; a shell says 128+N, and so does the ssh transport."""
+    if returncode is None:  # communicate() returned, so the process was reaped; this is only for the type
+        return 255
+    return 128 - returncode if returncode < 0 else returncode
