@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _crd(args: argparse.Namespace) -> int:
@@ -27,6 +28,41 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from deploymind.controller.operator import Endpoints, run_operator
+    from deploymind.settings import Settings
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides: dict[str, object] = {"allow_local_transport": args.allow_local_transport}
+    if args.state_dir:
+        overrides["state_dir"] = Path(args.state_dir)
+    if args.host_dir:
+        overrides["host_dir"] = args.host_dir
+    if args.lease_namespace:
+        overrides["lease_namespace"] = args.lease_namespace
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    endpoints = Endpoints(host=args.http_host, port=args.http_port) if args.http_port else None
+    asyncio.run(run_operator(settings, kubeconfig=args.kubeconfig, namespaces=args.namespace or (),
+                             endpoints=endpoints))
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from deploymind.sandbox.runner import SandboxOptions, main
+
+    apps = Path(args.apps) if args.apps else None
+    if apps is None and args.apply:
+        # examples/sandbox/deployment.yaml → its apps/ folder comes along
+        candidates = [Path(p) if Path(p).is_dir() else Path(p).parent for p in args.apply]
+        apps = next((c / "apps" for c in candidates if (c / "apps").is_dir()), None)
+    return main(SandboxOptions(state_dir=Path(args.state_dir), port=args.port, http_port=args.http_port,
+                               apply=[Path(p) for p in args.apply or ()], apps=apps, docker_host=args.docker_host))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deploymind", description="Deploy applications from Git onto hosts, from Kubernetes.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
@@ -38,6 +74,29 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
                           help="a YAML file with one or more documents; '-' reads stdin; repeatable")
     validate.set_defaults(func=_validate)
+
+    run = verbs.add_parser("run", help="run the operator against the cluster of the current kubeconfig")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then KUBECONFIG, ~/.kube/config)")
+    run.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable; default all)")
+    run.add_argument("--allow-local-transport", action="store_true",
+                     help="accept transport: local (containers on this operator's own host; sandbox and tests only)")
+    run.add_argument("--state-dir", help="operator files: source cache, SQLite history (default ~/.deploymind)")
+    run.add_argument("--host-dir", help="directory on each host for release files (default ~/.deploymind)")
+    run.add_argument("--lease-namespace", help="namespace of the per-host Leases (default: default)")
+    run.add_argument("--http-host", default="0.0.0.0", help="address of /healthz (default 0.0.0.0)")
+    run.add_argument("--http-port", type=int, default=8080, help="port of /healthz; 0 turns it off (default 8080)")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(func=_run)
+
+    sandbox = verbs.add_parser("sandbox", help="the API emulator, a private Docker engine and the operator, in one "
+                                              "process: try DeployMind with no cluster and no cloud account")
+    sandbox.add_argument("--state-dir", default=".deploymind-sandbox", help="where everything is kept")
+    sandbox.add_argument("--port", type=int, default=0, help="API server port (default: a free one)")
+    sandbox.add_argument("--http-port", type=int, default=8080, help="operator HTTP port (default 8080)")
+    sandbox.add_argument("--apply", action="append", metavar="FILE", help="manifest file or folder to apply")
+    sandbox.add_argument("--apps", help="folder of app sources to commit into file://SANDBOX/repos/<name>.git")
+    sandbox.add_argument("--docker-host", help="use this Docker engine instead of starting a private one")
+    sandbox.set_defaults(func=_sandbox)
     return parser
 
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, ParamSpec
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from deploymind.history.records import PHASES, PROBE_RESULTS, SEVERITIES
 
@@ -59,7 +59,10 @@ class Metrics:
             "deploymind_reconcile", "Reconciles by result (Succeeded, Waiting, Stalled, Error).", ["result"], registry=r
         )
         self.reconcile_duration_seconds = Histogram(
-            "deploymind_reconcile_duration_seconds", "Wall time of one reconcile.", buckets=_RECONCILE_BUCKETS, registry=r
+            "deploymind_reconcile_duration_seconds",
+            "Wall time of one reconcile.",
+            buckets=_RECONCILE_BUCKETS,
+            registry=r,
         )
         self.rollout_duration_seconds = Histogram(
             "deploymind_rollout_duration_seconds",
@@ -68,9 +71,14 @@ class Metrics:
             buckets=_ROLLOUT_BUCKETS,
             registry=r,
         )
-        self.rollouts_total = Counter("deploymind_rollouts", "Finished rollout attempts by result.", ["result"], registry=r)
+        self.rollouts_total = Counter(
+            "deploymind_rollouts", "Finished rollout attempts by result.", ["result"], registry=r
+        )
         self.phase = Gauge(
-            "deploymind_phase", "1 for the object's current status.phase, 0 for the others.", [*_OBJECT, "phase"], registry=r
+            "deploymind_phase",
+            "1 for the object's current status.phase, 0 for the others.",
+            [*_OBJECT, "phase"],
+            registry=r,
         )
         self.health_checks_total = Counter(
             "deploymind_health_checks",
@@ -95,7 +103,10 @@ class Metrics:
             registry=r,
         )
         self.transport_calls_total = Counter(
-            "deploymind_transport_calls", "Round trips to hosts by transport (ssm, ssh, local).", ["transport"], registry=r
+            "deploymind_transport_calls",
+            "Round trips to hosts by transport (ssm, ssh, local).",
+            ["transport"],
+            registry=r,
         )
         self.transport_errors_total = Counter(
             "deploymind_transport_errors",
@@ -127,7 +138,10 @@ class Metrics:
             registry=r,
         )
         self.history_write_seconds = Histogram(
-            "deploymind_history_write_seconds", "Time to write one batch of history records.", buckets=_WRITE_BUCKETS, registry=r
+            "deploymind_history_write_seconds",
+            "Time to write one batch of history records.",
+            buckets=_WRITE_BUCKETS,
+            registry=r,
         )
 
     @_never_raises
@@ -146,6 +160,8 @@ class Metrics:
             raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
         for candidate in PHASES:
             self.phase.labels(namespace, name, candidate).set(1 if candidate == phase else 0)
+        # Start the object's revert counter at 0: increase() cannot see a series whose first sample is already 1.
+        self.reverts_total.labels(namespace, name)
 
     @_never_raises
     def health_check(self, namespace: str, name: str, result: str, latency_seconds: float | None = None) -> None:
@@ -213,6 +229,7 @@ def metrics_handler(metrics: Metrics) -> Callable[[web.Request], Awaitable[web.R
     """An aiohttp handler serving `metrics` at GET /metrics."""
 
     async def handle(_request: web.Request) -> web.Response:
-        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # The classic 0.0.4 text format: what every Prometheus (Debian's 2.42 included) and promtool parse.
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     return handle

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import http.server
 import os
+import shutil
 import stat
 import subprocess
 import tarfile
@@ -124,7 +125,7 @@ async def test_a_cached_tarball_is_served_without_asking_git(repo: Repo, tmp_pat
     cache = tmp_path / "cache"
     first = await fetch_tarball(repo.url, repo.second, cache_dir=cache)
     # With the repository gone, only the cache can answer.
-    subprocess.run(["rm", "-rf", str(repo.path)], check=True)
+    shutil.rmtree(repo.path)
 
     again = await fetch_tarball(repo.url, repo.second, cache_dir=cache)
 
@@ -180,7 +181,7 @@ def _handler(server: GitServer) -> type[http.server.BaseHTTPRequestHandler]:
     expected = "Basic " + base64.b64encode(f"x-access-token:{server.token}".encode()).decode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - keep test output quiet
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
         def do_GET(self) -> None:

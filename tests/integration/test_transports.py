@@ -13,14 +13,14 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from world.dirs import private_dir
-from world.procs import alive, wait_until
-from world.sshd import Sshd
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from deploymind.transport.base import Transport, TransportError
 from deploymind.transport.local import LocalTransport
 from deploymind.transport.ssh import SSHTransport
+from world.dirs import private_dir
+from world.procs import alive, wait_until
+from world.sshd import Sshd
 
 
 def _ssh(server: Sshd, **overrides: object) -> SSHTransport:
@@ -39,11 +39,9 @@ def _ssh(server: Sshd, **overrides: object) -> SSHTransport:
 async def transport(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
     """Each transport in turn, both reaching the private Docker engine."""
     engine: DockerEngine = request.getfixturevalue("docker_engine")
-    chosen: Transport
-    if request.param == "local":
-        chosen = LocalTransport(env=engine.env)
-    else:
-        chosen = _ssh(request.getfixturevalue("sshd"))
+    chosen: Transport = (
+        LocalTransport(env=engine.env) if request.param == "local" else _ssh(request.getfixturevalue("sshd"))
+    )
     yield chosen
     await chosen.close()
 
@@ -100,6 +98,23 @@ async def test_a_timeout_raises_and_leaves_no_process_behind(transport: Transpor
     wait_until(lambda: not _processes_with(f"sleep {marker}"), 10, "the timed-out script's processes are gone")
 
 
+async def test_a_timed_out_script_that_ignores_sigterm_is_still_killed(transport: Transport) -> None:
+    marker = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+    with pytest.raises(TransportError):
+        await transport.run(f"trap '' TERM; sleep {marker}", timeout=0.5)
+    wait_until(lambda: not _processes_with(f"sleep {marker}"), 10, "the stubborn script's processes are gone")
+
+
+async def test_a_cancelled_call_leaves_no_process_behind(transport: Transport) -> None:
+    marker = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+    call = asyncio.create_task(transport.run(f"sleep {marker}", timeout=60))
+    await asyncio.to_thread(wait_until, lambda: bool(_processes_with(f"sleep {marker}")), 10, "the script runs")
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    wait_until(lambda: not _processes_with(f"sleep {marker}"), 10, "the cancelled script's processes are gone")
+
+
 async def test_the_transport_is_usable_after_a_timeout(transport: Transport) -> None:
     with pytest.raises(TransportError):
         await transport.run("sleep 30", timeout=0.5)
@@ -137,7 +152,7 @@ def _foreign_host_key_line(server: Sshd) -> str:
     [
         pytest.param(_foreign_host_key_line, id="other-key"),
         pytest.param(lambda s: "", id="empty"),
-        pytest.param(lambda s: s.known_hosts.replace(f"[127.0.0.1]:{s.port}", "127.0.0.1"), id="other-port"),
+        pytest.param(lambda s: s.known_hosts.replace("127.0.0.1", "127.0.0.2"), id="other-host"),
     ],
 )
 async def test_an_unknown_host_key_is_refused(sshd: Sshd, known_hosts: object) -> None:

@@ -124,6 +124,8 @@ def create_app_repo(path: Path, health: Health = Health.HEALTHY) -> AppRepo:
     repo.git("init", "-q", "-b", "main")
     shutil.copy2(BUSYBOX, path / "busybox")
     (path / "Dockerfile").write_text(DOCKERFILE)
+    # Keeps the build context small: the image never needs the repository's history.
+    (path / ".dockerignore").write_text(".git\n")
     repo.commit_revision(health)
     return repo
 

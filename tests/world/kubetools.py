@@ -39,7 +39,9 @@ class Kubectl:
         # A private discovery cache: the world's ports are reused across sessions, its API is not.
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "KUBECACHEDIR": str(self.cache_dir)}
 
-    def __call__(self, *args: str, input: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, input: str | None = None, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.binary), *args],
             input=input, capture_output=True, text=True, check=False, timeout=timeout, env=self.env,
@@ -64,7 +66,9 @@ class Helm:
             "HELM_DATA_HOME": str(self.home / "data"),
         }
 
-    def __call__(self, *args: str, input: str | None = None, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, input: str | None = None, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.binary), *args],
             input=input, capture_output=True, text=True, check=False, timeout=timeout, env=self.env,

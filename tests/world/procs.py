@@ -76,6 +76,8 @@ def alive(pid: int) -> bool:
 
 def stop_pid(pid: int, timeout: float = 10.0, process: subprocess.Popen[bytes] | None = None) -> None:
     """SIGTERM `pid`, SIGKILL it if it is still there at the deadline; reap it when it is our child."""
+    if process is not None and process.pid != pid:
+        process = None  # a stale handle (the daemon was restarted under a new PID)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.kill(pid, sig)

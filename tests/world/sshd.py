@@ -18,6 +18,8 @@ from world.procs import WorldError, log_tail, start, stop_pid, wait_until
 
 SSHD = "/usr/sbin/sshd"
 LOGIN_USER = "dm-tester"
+# sshd answers on both addresses moto gives EC2 instances (public 127.0.0.1, private 127.0.0.2).
+LISTEN_ADDRESSES = ("127.0.0.1", "127.0.0.2")
 # A stable home: concurrent test sessions share the user, so its home must not move between sessions.
 LOGIN_HOME = Path("/home") / LOGIN_USER
 START_TIMEOUT_S = 15.0
@@ -48,16 +50,16 @@ class Sshd:
 
     @property
     def known_hosts(self) -> str:
-        """One known_hosts line pinning this server's host key."""
+        """One known_hosts line pinning this server's host key (for 127.0.0.1 and 127.0.0.2 at `port`)."""
         return self.known_hosts_path.read_text().strip()
 
-    def ssh_argv(self, *command: str, user: str | None = None) -> list[str]:
+    def ssh_argv(self, *command: str, user: str | None = None, host: str | None = None) -> list[str]:
         """An `ssh` command line that logs in as the test user (strict host-key checking) and runs `command`."""
         return [
             "ssh", "-p", str(self.port), "-i", str(self.key_path),
             "-o", f"UserKnownHostsFile={self.known_hosts_path}", "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-            f"{user or self.user}@{self.host}", *command,
+            f"{user or self.user}@{host or self.host}", *command,
         ]
 
     def run(self, script: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -87,7 +89,8 @@ class Sshd:
         authorized.chmod(0o644)
         port = port or free_port()
         host_key = (directory / "host_ed25519.pub").read_text().split()
-        (directory / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+        patterns = ",".join(f"[{address}]:{port}" for address in LISTEN_ADDRESSES)
+        (directory / "known_hosts").write_text(f"{patterns} {host_key[0]} {host_key[1]}\n")
         config = directory / "sshd_config"
         config.write_text(_config(directory, port, docker_host))
         check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True, check=False)
@@ -98,7 +101,7 @@ class Sshd:
         process = start([SSHD, "-D", "-f", str(config), "-E", str(log)], directory / "sshd.stdout")
         server = cls(dir=directory, port=port, user=LOGIN_USER, pid=process.pid, _process=process)
         try:
-            wait_until(lambda: process.poll() is not None or port_open(port), START_TIMEOUT_S, f"sshd listens on {port}")
+            wait_until(lambda: process.poll() is not None or port_open(port), START_TIMEOUT_S, f"sshd on {port}")
             if process.poll() is not None:
                 raise WorldError("SshdExited", f"sshd exited with {process.returncode}:\n{log_tail(log)}")
         except BaseException:
@@ -112,7 +115,7 @@ class Sshd:
 
 def _config(directory: Path, port: int, docker_host: str | None) -> str:
     lines = [
-        "ListenAddress 127.0.0.1",
+        *(f"ListenAddress {address}" for address in LISTEN_ADDRESSES),
         f"Port {port}",
         f"HostKey {directory / 'host_ed25519'}",
         f"PidFile {directory / 'sshd.pid'}",
@@ -144,9 +147,7 @@ def ensure_login_user(name: str = LOGIN_USER, home: Path = LOGIN_HOME) -> None:
         grp.getgrnam("docker")
     except KeyError:
         subprocess.run(["groupadd", "--system", "docker"], capture_output=True, check=False)
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
+    if not _user_exists(name):
         created = subprocess.run(
             ["useradd", "-M", "-d", str(home), "-s", "/bin/sh", "-G", "docker", name],
             capture_output=True, text=True, check=False,
@@ -164,6 +165,10 @@ def ensure_login_user(name: str = LOGIN_USER, home: Path = LOGIN_HOME) -> None:
     home.mkdir(parents=True, exist_ok=True)
     os.chown(home, entry.pw_uid, entry.pw_gid)
     home.chmod(0o755)
+    # Fixture repositories belong to root; git refuses other users' repositories unless told they are safe.
+    gitconfig = home / ".gitconfig"
+    gitconfig.write_text("[safe]\n\tdirectory = *\n")
+    os.chown(gitconfig, entry.pw_uid, entry.pw_gid)
 
 
 def _user_exists(name: str) -> bool:

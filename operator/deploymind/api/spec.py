@@ -299,6 +299,15 @@ class Security(ApiModel):
     ignore: list[IgnoreRule] = Field(default_factory=list, max_length=500)
     """Accepted findings."""
 
+    rules = (
+        Rule(
+            cel="self.scanners.all(x, self.scanners.exists_one(y, y == x))",
+            message="scanners must not repeat",
+            check=lambda s: len(set(s.scanners)) == len(s.scanners),
+            field_path=".scanners",
+        ),
+    )
+
 
 class Rollback(ApiModel):
     """What happens when a new revision fails its health checks."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from deploymind.api.base import ApiModel
 
@@ -54,7 +54,13 @@ class Phase(StrEnum):
     SUSPENDED = "Suspended"
 
 
-class Condition(ApiModel):
+class StatusModel(ApiModel):
+    """Status parts are mutable: the controller edits one working copy per reconcile and writes it once."""
+
+    model_config = ConfigDict(frozen=False, validate_assignment=True)
+
+
+class Condition(StatusModel):
     """One observation, as metav1.Condition."""
 
     type: ConditionType
@@ -69,7 +75,7 @@ class Condition(ApiModel):
     """The generation this condition was computed for."""
 
 
-class Revision(ApiModel):
+class Revision(StatusModel):
     """The revision running on the host."""
 
     id: str
@@ -82,13 +88,13 @@ class Revision(ApiModel):
     deployed_at: str | None = None
 
 
-class RevisionRef(ApiModel):
+class RevisionRef(StatusModel):
     id: str
     commit: str | None = None
     image: str
 
 
-class FailedRevision(ApiModel):
+class FailedRevision(StatusModel):
     """A quarantined revision: never redeployed by a resync, a resume or a webhook."""
 
     id: str
@@ -98,7 +104,7 @@ class FailedRevision(ApiModel):
     at: str
 
 
-class HistoryEntry(ApiModel):
+class HistoryEntry(StatusModel):
     """A revision that was released on the host (newest first, at most revisionHistoryLimit)."""
 
     id: str
@@ -109,7 +115,7 @@ class HistoryEntry(ApiModel):
     """Released, RolledBack, …"""
 
 
-class TargetStatus(ApiModel):
+class TargetStatus(StatusModel):
     instance_id: str | None = None
     address: str | None = None
     container: str | None = None
@@ -118,7 +124,7 @@ class TargetStatus(ApiModel):
     """Last probe outcome: Healthy, Unhealthy or Unknown."""
 
 
-class ScanStatus(ApiModel):
+class ScanStatus(StatusModel):
     critical: int = 0
     high: int = 0
     medium: int = 0
@@ -130,7 +136,20 @@ class ScanStatus(ApiModel):
     tree_digest: str | None = None
 
 
-class DeploymentStatus(ApiModel):
+class RollbackPin(StatusModel):
+    """A handled `deploymind.io/rollback-to` annotation."""
+
+    requested: str
+    """The annotation's value (a revision id or an image)."""
+    revision: str | None = None
+    """The revision it resolved to."""
+    spec_revision: str | None = None
+    """The revision the spec named when the pin was set; a different one releases the pin."""
+    active: bool = True
+    """False once released by a spec naming a new revision."""
+
+
+class DeploymentStatus(StatusModel):
     """What the controller observed. Written only when something in it changes."""
 
     observed_generation: int | None = None
@@ -145,8 +164,8 @@ class DeploymentStatus(ApiModel):
     scan: ScanStatus | None = None
     last_handled_reconcile_at: str | None = None
     """The last `deploymind.io/requested-at` token handled."""
-    rollback_to: str | None = None
-    """The revision pinned by `deploymind.io/rollback-to`, held until the spec names a new revision."""
+    rollback_to: RollbackPin | None = None
+    """The pin set by `deploymind.io/rollback-to`, held until the spec names a new revision."""
     bake_started_at: str | None = None
     """When the running revision started its bake window; cleared when it becomes last good."""
     desired_revision: str | None = None

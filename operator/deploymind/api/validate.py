@@ -7,7 +7,6 @@ is not an integer, a typo'd field is an unknown field, never silently ignored.
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 import sys
@@ -61,6 +60,16 @@ _TYPE_WORDS = {
 }
 
 
+class KubectlLoader(yaml.SafeLoader):
+    """YAML as kubectl reads it: an unquoted 2025-12-31 stays the string it is on the wire, never a date."""
+
+
+KubectlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 @dataclass
 class Report:
     """What `validate_files` found: Deployments checked, one line per problem, and notes (skipped documents)."""
@@ -83,9 +92,9 @@ def validate_text(text: str, source: str, report: Report) -> None:
     """Check every document of one YAML stream; `source` names it in the report."""
     try:
         # Documents before a syntax error are still checked, as far as the parser got.
-        for index, doc in enumerate(yaml.safe_load_all(text), start=1):
+        for index, doc in enumerate(yaml.load_all(text, Loader=KubectlLoader), start=1):
             _check_document(doc, source, index, report)
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, ValueError) as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         what = getattr(err, "problem", None) or str(err)
@@ -174,10 +183,8 @@ def _envelope_problems(doc: dict[str, Any], meta: dict[str, Any]) -> list[tuple[
     return found
 
 
-def _json_default(value: Any) -> Any:
-    # YAML turns an unquoted 2025-12-31 into a date; on the wire (kubectl) it is the string.
-    if isinstance(value, datetime.date):
-        return value.isoformat()
+def _json_default(value: Any) -> str:
+    # Only explicit YAML tags (!!binary, !!set) get here; kubectl would send them as strings too.
     return str(value)
 
 

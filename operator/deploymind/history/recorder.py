@@ -21,6 +21,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
 from deploymind.history.aggregate import HealthAggregator
 from deploymind.history.records import Record, utcnow
 from deploymind.history.store import HistoryStore
@@ -30,6 +33,12 @@ REASON_UNAVAILABLE: Final = "HistoryUnavailable"
 REASON_RECORD_REJECTED: Final = "HistoryRecordRejected"
 
 logger = logging.getLogger(__name__)
+
+
+def _is_outage(error: BaseException) -> bool:
+    """Whether a failed write is worth retrying as is (database down, locked, unreachable, pool exhausted),
+    as opposed to a record the database refuses (which would fail forever and block every record after it)."""
+    return isinstance(error, OperationalError | InterfaceError | PoolTimeoutError | OSError)
 
 
 class HistoryRecorder:
@@ -65,7 +74,6 @@ class HistoryRecorder:
         self._task: asyncio.Task[None] | None = None
         self._unavailable_since: float | None = None
         self._migrated = False
-        self._last_error: BaseException | None = None
         self.dropped = 0
 
     # The controller's one-liners.
@@ -142,21 +150,21 @@ class HistoryRecorder:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="history-writer")
 
-    async def wait_flushed(self, timeout: float) -> bool:
-        """Wait until every queued record is written; False if that did not happen within `timeout` seconds."""
+    async def wait_flushed(self, within: float) -> bool:
+        """Wait until every queued record is written; False if that did not happen `within` seconds."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), within)
         except TimeoutError:
             return False
         return True
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Queue open health windows, give the writer `timeout` seconds to flush, then stop it."""
+    async def stop(self, flush_within: float = 5.0) -> None:
+        """Queue open health windows, give the writer `flush_within` seconds to write them, then stop it."""
         for window in self._aggregator.flush_all():
             self.record(window)
         if self._task is None:
             return
-        flushed = await self.wait_flushed(timeout)
+        flushed = await self.wait_flushed(flush_within)
         if not flushed:
             logger.warning(
                 "%s: %d history records were not written before shutdown and are lost",
@@ -197,8 +205,8 @@ class HistoryRecorder:
         if not self._migrated:
             try:
                 await asyncio.to_thread(self.store.migrate)
-            except Exception as error:
-                self._mark_unavailable(error)
+            except Exception as migrate_error:
+                self._mark_unavailable(migrate_error)
                 return False
             self._migrated = True
         if not self._buffer:
@@ -207,40 +215,35 @@ class HistoryRecorder:
         batch = [self._buffer.popleft() for _ in range(min(self._batch_size, len(self._buffer)))]
         self._in_flight = len(batch)
         try:
-            if await self._write(batch):
+            failure = await self._write(batch)
+            if failure is None:
                 self._mark_available()
                 return True
-            if await self._reachable():
-                # The database answers but refused the batch: one record in it is bad. Keep the others.
-                return await self._write_one_by_one(batch)
-            self._requeue(batch)
-            return False
+            if _is_outage(failure):
+                self._mark_unavailable(failure)
+                self._requeue(batch)
+                return False
+            # The database answered but refused the batch: a record in it is bad. Keep the others.
+            return await self._write_one_by_one(batch)
         finally:
             self._in_flight = 0
 
-    async def _write(self, batch: list[Record]) -> bool:
+    async def _write(self, batch: list[Record]) -> BaseException | None:
         started = time.perf_counter()
         try:
             await asyncio.to_thread(self.store.write, batch)
         except Exception as error:
-            self._last_error = error
-            return False
+            return error
         self._metrics.history_write_seconds.observe(time.perf_counter() - started)
-        return True
-
-    async def _reachable(self) -> bool:
-        try:
-            await asyncio.to_thread(self.store.ping)
-        except Exception as error:
-            self._mark_unavailable(error)
-            return False
-        return True
+        return None
 
     async def _write_one_by_one(self, batch: list[Record]) -> bool:
         for index, record in enumerate(batch):
-            if await self._write([record]):
+            error = await self._write([record])
+            if error is None:
                 continue
-            if not await self._reachable():
+            if _is_outage(error):
+                self._mark_unavailable(error)
                 self._requeue(batch[index:])
                 return False
             logger.error(
@@ -248,7 +251,7 @@ class HistoryRecorder:
                 "This is a bug in DeployMind: please report it with this message.",
                 REASON_RECORD_REJECTED,
                 type(record).__name__,
-                self._last_error,
+                error,
             )
             self._count_dropped(1)
         self._mark_available()

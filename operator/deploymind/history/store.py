@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select, text
+from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import defer, sessionmaker
 
@@ -27,8 +27,7 @@ from deploymind.history.records import (
 )
 
 # A database that does not answer within this long is treated as down; the recorder keeps buffering meanwhile.
-CONNECT_TIMEOUT_SECONDS: Final = 5
-SQLITE_BUSY_TIMEOUT_MS: Final = 5000
+DEFAULT_TIMEOUT_SECONDS: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -50,24 +49,24 @@ class ObjectHistory:
     reverts: tuple[Revert, ...]
 
 
-def _engine(url: URL) -> Engine:
+def _engine(url: URL, timeout: float) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, connect_args={"timeout": timeout})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             # WAL lets the HTTP endpoint read while the recorder writes; busy_timeout waits out the other's lock.
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             cursor.close()
 
         return engine
     connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "postgresql":
-        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+        connect_args["connect_timeout"] = max(1, round(timeout))
     # pre_ping: after an outage, pooled connections are dead; test each before use instead of failing a batch.
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
@@ -230,19 +229,14 @@ def _revert(row: RevertRow) -> Revert:
 class HistoryStore:
     """Blocking access to the history database at `url` (SQLAlchemy URL: `sqlite:///…` or `postgresql+psycopg://…`)."""
 
-    def __init__(self, url: str | URL) -> None:
+    def __init__(self, url: str | URL, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self.url = make_url(url)
-        self.engine = _engine(self.url)
+        self.engine = _engine(self.url, timeout_seconds)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def migrate(self) -> None:
         """`alembic upgrade head`, serialized across replicas; a no-op when the schema is current."""
         migrate.upgrade(self.engine)
-
-    def ping(self) -> None:
-        """Raise (sqlalchemy.exc.DBAPIError) unless the database answers."""
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
 
     def write(self, records: Sequence[Record]) -> None:
         """Write all records in one transaction (all or nothing). A finished attempt replaces its started row."""
@@ -334,7 +328,7 @@ class HistoryStore:
                 delete(RevertRow).where(RevertRow.at < before),
                 delete(RolloutRow).where(RolloutRow.started_at < before),
             ):
-                deleted += session.execute(statement).rowcount
+                deleted += session.connection().execute(statement).rowcount
             return deleted
 
     def row_counts(self) -> dict[str, int]:

@@ -17,6 +17,8 @@ from typing import Any
 import celpy
 import celpy.celtypes as ct
 import lark
+from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
 
 from deploymind.sandbox import field_errors as fe
 from deploymind.sandbox.cel_library import EXTENSIONS, KNOWN_FUNCTIONS, Optional
@@ -149,7 +151,7 @@ def _compile_rule(entry: JsonObj, schema: JsonObj, where: str, errors: list[Fiel
 def _compile(text: str, schema: JsonObj, where: str, errors: list[FieldError]) -> celpy.Runner | None:
     try:
         ast = _ENV.compile(text)
-    except celpy.CELParseError as e:
+    except CELParseError as e:
         errors.append(fe.invalid(where, text, f"compilation failed: {_one_line(e)}"))
         return None
     problems = [*_unknown_functions(ast), *_undeclared_fields(ast, schema)]
@@ -164,7 +166,11 @@ def _one_line(error: Exception) -> str:
 
 
 def _trees(tree: lark.Tree[Any]) -> Iterator[lark.Tree[Any]]:
-    yield from tree.iter_subtrees_topdown()
+    stack = [tree]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(c for c in reversed(current.children) if isinstance(c, lark.Tree))
 
 
 def _mentions(program: celpy.Runner, name: str) -> bool:
@@ -281,7 +287,7 @@ def _check(rule: Rule, value: Any, old: Any, schema: JsonObj, path: str) -> Fiel
         result = rule.program.evaluate(activation)
     except Exception as e:  # celpy raises many types; any of them means the rule could not decide
         return fe.invalid(fe.shown(where), kind, _eval_failure(rule, e))
-    if isinstance(result, celpy.CELEvalError):
+    if isinstance(result, CELEvalError):
         return fe.invalid(fe.shown(where), kind, _eval_failure(rule, result))
     if not isinstance(result, ct.BoolType):
         return fe.invalid(fe.shown(where), kind, f"rule {rule.rule!r} must evaluate to a bool, got {result!r}")
@@ -301,7 +307,7 @@ def _message(rule: Rule, activation: dict[str, Any]) -> str:
             text = rule.message_program.evaluate(activation)
         except Exception:  # kube falls back to `message` when messageExpression fails
             return rule.message
-        if isinstance(text, ct.StringType) and str(text).strip():
+        if isinstance(text, str) and text.strip():
             return str(text)
     return rule.message
 

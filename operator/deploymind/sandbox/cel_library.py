@@ -7,6 +7,7 @@ functions; `KNOWN_FUNCTIONS` lets the compiler refuse a rule that calls anything
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
@@ -63,12 +64,12 @@ def _replace(text: ct.StringType, old: ct.StringType, new: ct.StringType) -> ct.
 
 
 def _is_sorted(items: ct.ListType) -> ct.BoolType:
-    values = list(items)
-    return ct.BoolType(all(a <= b for a, b in zip(values, values[1:], strict=False)))
+    values: list[Any] = list(items)
+    return ct.BoolType(all(a <= b for a, b in itertools.pairwise(values)))
 
 
 def _sum(items: ct.ListType) -> Any:
-    values = list(items)
+    values: list[Any] = list(items)
     if not values:
         return ct.IntType(0)
     total = values[0]
@@ -78,7 +79,8 @@ def _sum(items: ct.ListType) -> Any:
 
 
 def _max(items: ct.ListType) -> Any:
-    return max(items)
+    values: list[Any] = list(items)
+    return max(values)
 
 
 def _is_url(text: ct.StringType) -> ct.BoolType:

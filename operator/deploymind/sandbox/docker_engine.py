@@ -8,6 +8,7 @@ bridge and no iptables rules: every container runs with `--network host`. Its so
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import shutil
@@ -22,6 +23,9 @@ from types import TracebackType
 START_TIMEOUT_S = 60.0
 # Containers get this long to stop when the engine shuts down; app containers are disposable.
 SHUTDOWN_TIMEOUT_S = 2
+# The longest unix socket the engine creates under its root; a socket path may have at most 107 bytes.
+LONGEST_SOCKET = "/exec/containerd/containerd-debug.sock"
+MAX_SOCKET_PATH = 107
 
 
 class DockerEngineError(Exception):
@@ -68,6 +72,15 @@ class DockerEngine:
                 "a private Docker engine needs root: run this command as root (e.g. with sudo)",
             )
         root = root.resolve()
+        if len(str(root)) + len(LONGEST_SOCKET) > MAX_SOCKET_PATH:
+            raise DockerEngineError(
+                "EngineDirectoryTooLong",
+                f"{root} is too long for the engine's unix sockets: choose a directory of at most "
+                f"{MAX_SOCKET_PATH - len(LONGEST_SOCKET)} characters (e.g. under /tmp)",
+            )
+        _refuse_running_engine(root)
+        # A crashed earlier engine may have left its network namespace mounted; dockerd would trip over it.
+        _unmount_under(root)
         (root / "docker").mkdir(parents=True, exist_ok=True)
         (root / "exec").mkdir(parents=True, exist_ok=True)
         # The docker-group user must reach the socket, so the directory is searchable (not listable) by all.
@@ -82,6 +95,9 @@ class DockerEngine:
             "--bridge=none",
             "--shutdown-timeout", str(SHUTDOWN_TIMEOUT_S),
         ]
+        # Debian's docker.io creates the group; a machine without it gets one, or only root could use the socket.
+        if not _group_exists("docker"):
+            subprocess.run(["groupadd", "--system", "docker"], capture_output=True, check=False)
         if _group_exists("docker"):
             argv += ["--group", "docker"]
         with (root / "dockerd.log").open("ab") as log:
@@ -199,6 +215,18 @@ def _require_binaries() -> tuple[str, str]:
     return dockerd, docker
 
 
+def _refuse_running_engine(root: Path) -> None:
+    try:
+        pid = int((root / "docker.pid").read_text().strip())
+    except (OSError, ValueError):
+        return
+    if _alive(pid):
+        raise DockerEngineError(
+            "DockerEngineAlreadyRunning",
+            f"a private engine (pid {pid}) already runs under {root}: stop it first or use another directory",
+        )
+
+
 def _group_exists(name: str) -> bool:
     try:
         grp.getgrnam(name)
@@ -208,10 +236,8 @@ def _group_exists(name: str) -> bool:
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _alive(pid: int) -> bool:

@@ -96,7 +96,7 @@ def too_many(field: str, actual: int, max_items: int) -> FieldError:
 def go_repr(value: object) -> str:
     """Go's `%#v` of a value decoded from JSON into `interface{}` (what apimachinery prints)."""
     if value is None:
-        return "<nil>"
+        return '"null"'  # apimachinery shows a nil bad value as the string "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

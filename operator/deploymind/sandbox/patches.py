@@ -44,7 +44,8 @@ def apply(current: JsonObj, patch: Any, content_type: str) -> JsonObj:
         raise bad_request(f"a {content_type} body must be a JSON object")
     if content_type == STRATEGIC:
         patch = _drop_directives(patch)
-    return merge(current, patch)
+    merged: JsonObj = merge(current, patch)
+    return merged
 
 
 def merge(target: Any, patch: Any) -> Any:

@@ -25,8 +25,8 @@ class ProtobufError(ValueError):
 
 @dataclass(frozen=True)
 class Field:
-    """How one protobuf field maps to JSON: `kind` is string, int, bool, bytes, time, microtime,
-    strings (repeated), map (string→string), bytesmap (string→base64) or a nested message."""
+    """How one protobuf field maps to JSON: `kind` is string, int, bool, microtime, strings (repeated),
+    map (string→string), bytesmap (string→base64) or message (nested, described by `message`)."""
 
     name: str
     kind: str
@@ -112,7 +112,7 @@ def _convert(field: Field, values: list[Any]) -> Any:
     if field.kind in ("map", "bytesmap"):
         return dict(_entry(v, as_base64=field.kind == "bytesmap") for v in values)
     if field.kind == "microtime":
-        return _time(bytes(last), micro=True)
+        return _micro_time(bytes(last))
     if field.kind == "message" and field.message is not None:
         return _message(bytes(last), field.message)
     raise ProtobufError(f"unknown field kind {field.kind!r}")
@@ -125,14 +125,13 @@ def _entry(data: bytes, *, as_base64: bool) -> tuple[str, str]:
     return key, base64.b64encode(value).decode() if as_base64 else value.decode()
 
 
-def _time(data: bytes, *, micro: bool) -> str:
+def _micro_time(data: bytes) -> str:
+    """metav1.MicroTime{seconds, nanos} as RFC 3339 with microseconds."""
     parts = _group(_fields(data))
     seconds = int(parts.get(1, [0])[-1])
     nanos = int(parts.get(2, [0])[-1])
     moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
-    if micro:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos // 1000:06d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos // 1000:06d}Z"
 
 
 def _signed(value: int) -> int:

@@ -50,11 +50,13 @@ def _prune(value: Any, schema: JsonObj, path: str, unknown: list[str], *, envelo
     preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
     for name in list(value):
         sub = properties.get(name)
+        if envelope and name in _ENVELOPE:
+            continue  # the apiserver owns these; a CRD schema never prunes them
         if sub is not None:
             _prune(value[name], sub, fe.child(path, name), unknown, envelope=_embedded(sub))
         elif isinstance(additional, dict):
             _prune(value[name], additional, fe.child(path, name), unknown, envelope=_embedded(additional))
-        elif preserve or additional is True or (envelope and name in _ENVELOPE):
+        elif preserve or additional is True:
             continue
         else:
             unknown.append(fe.child(path, name))
@@ -99,8 +101,8 @@ def validate(value: Any, schema: JsonObj, path: str = "") -> list[FieldError]:
 
 
 def is_blocking(errors: list[FieldError]) -> bool:
-    """Type errors make CEL rules unsafe to run: the apiserver then skips them (and says so)."""
-    return any(e.type is fe.ErrorType.TYPE_INVALID for e in errors)
+    """Type and enum errors make CEL rules unsafe to run: the apiserver then skips them (and says so)."""
+    return any(e.type in (fe.ErrorType.TYPE_INVALID, fe.ErrorType.NOT_SUPPORTED) for e in errors)
 
 
 def _validate(value: Any, schema: JsonObj, path: str, errors: list[FieldError]) -> None:
@@ -150,7 +152,8 @@ def _validate_number(value: float, schema: JsonObj, path: str, errors: list[Fiel
             relation = "less than" if exclusive else "less than or equal to"
             errors.append(fe.invalid(path, value, f"{where} in body should be {relation} {_number(high)}"))
     if "multipleOf" in schema and value % schema["multipleOf"]:
-        errors.append(fe.invalid(path, value, f"{where} in body should be a multiple of {_number(schema['multipleOf'])}"))
+        multiple = _number(schema["multipleOf"])
+        errors.append(fe.invalid(path, value, f"{where} in body should be a multiple of {multiple}"))
 
 
 def _validate_array(value: list[Any], schema: JsonObj, path: str, errors: list[FieldError]) -> None:

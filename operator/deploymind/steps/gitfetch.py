@@ -79,7 +79,7 @@ class GitFetchError(Exception):
         self.message = message
 
 
-async def resolve_ref(url: str, ref: str, *, token: str | None = None, timeout: float = 60.0) -> str:
+async def resolve_ref(url: str, ref: str, *, token: str | None = None, timeout: float = 60.0) -> str:  # noqa: ASYNC109
     """The commit SHA that `ref` (branch, tag or full SHA) names in the repository `url` right now.
 
     A full SHA is returned as is, without asking the remote: it cannot move, and `fetch_tarball` reports it
@@ -89,7 +89,7 @@ async def resolve_ref(url: str, ref: str, *, token: str | None = None, timeout: 
         return ref.lower()
     remote = _remote(url)
     with _git_env(token) as env:
-        code, out, err = await _run(git.ls_remote(remote, ref), env=env, timeout=timeout, what=f"resolving {ref!r}")
+        code, out, err = await _run(git.ls_remote(remote, ref), env=env, limit=timeout, what=f"resolving {ref!r}")
     if code != 0:
         raise _classify(err, remote, token)
     sha = git.parse_ls_remote(out.decode("utf-8", "replace"), ref)
@@ -103,16 +103,21 @@ async def resolve_ref(url: str, ref: str, *, token: str | None = None, timeout: 
 
 
 async def fetch_tarball(
-    url: str, sha: str, *, token: str | None = None, cache_dir: Path, timeout: float = 300.0
+    url: str,
+    sha: str,
+    *,
+    token: str | None = None,
+    cache_dir: Path,
+    timeout: float = 300.0,  # noqa: ASYNC109
 ) -> Tarball:
     """The tarball of commit `sha` (`git archive --format=tar`), fetched once and then served from `cache_dir`."""
     sha = sha.lower()
     if not git.is_full_sha(sha):
         raise GitFetchError(REF_NOT_FOUND, f"{sha!r} is not a full commit SHA: resolve the ref first")
-    cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{sha}.tar"
-    if path.exists():
-        return await asyncio.to_thread(_describe, path)
+    cached = await asyncio.to_thread(_cached, path)
+    if cached is not None:
+        return cached
 
     remote = _remote(url)
     deadline = asyncio.get_running_loop().time() + timeout
@@ -124,7 +129,7 @@ async def fetch_tarball(
         with _git_env(token) as env:
             await _checked(git.init_bare(repo), "creating a work repository", env=env, deadline=deadline, token=token)
             code, _, err = await _run(
-                git.fetch_commit(repo, remote, sha), env=env, timeout=_left(deadline), what=f"fetching {sha[:12]}"
+                git.fetch_commit(repo, remote, sha), env=env, limit=_left(deadline), what=f"fetching {sha[:12]}"
             )
             if code != 0:
                 if any(marker in err.lower() for marker in _MISSING_COMMIT_MARKERS):
@@ -205,7 +210,7 @@ async def _checked(
     stdout: IO[bytes] | None = None,
 ) -> None:
     """Run a local git command that should not fail; if it does, the operator's host is at fault, not the repo."""
-    code, _, err = await _run(argv, env=env, timeout=_left(deadline), what=what, stdout=stdout)
+    code, _, err = await _run(argv, env=env, limit=_left(deadline), what=what, stdout=stdout)
     if code != 0:
         raise GitFetchError(
             REPOSITORY_UNREACHABLE,
@@ -215,7 +220,12 @@ async def _checked(
 
 
 async def _run(
-    argv: Sequence[str], *, env: Mapping[str, str], timeout: float, what: str, stdout: IO[bytes] | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    limit: float,
+    what: str,
+    stdout: IO[bytes] | None = None,
 ) -> tuple[int, bytes, str]:
     """Run one git command in its own process group; on timeout or cancellation the whole group is killed."""
     proc = await asyncio.create_subprocess_exec(
@@ -227,11 +237,11 @@ async def _run(
         start_new_session=True,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(), limit)
     except TimeoutError:
         raise GitFetchError(
             REPOSITORY_UNREACHABLE,
-            f"git did not finish {what} within {timeout:.0f} s: check that the repository host is reachable",
+            f"git did not finish {what} within {limit:.0f} s: check that the repository host is reachable",
         ) from None
     finally:
         if proc.returncode is None:
@@ -275,6 +285,11 @@ def _redact(text: str, token: str | None) -> str:
 
 def _left(deadline: float) -> float:
     return max(0.1, deadline - asyncio.get_running_loop().time())
+
+
+def _cached(path: Path) -> Tarball | None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _describe(path) if path.exists() else None
 
 
 def _describe(path: Path) -> Tarball:

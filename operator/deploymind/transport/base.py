@@ -55,7 +55,7 @@ class Transport(Protocol):
     calls: int
     """Scripts run so far (round trips to the host), for tests and metrics."""
 
-    async def run(self, script: str, *, stdin: bytes | None = None, timeout: float = 300.0) -> Result:
+    async def run(self, script: str, *, stdin: bytes | None = None, timeout: float = 300.0) -> Result:  # noqa: ASYNC109 - per-call limit of the protocol
         """Run `script` with `sh` on the host; feed `stdin` if given. Raise TransportError, never hang past timeout."""
         ...
 

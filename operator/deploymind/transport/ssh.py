@@ -1,8 +1,10 @@
 """The `ssh` transport: run a script on a host over one kept SSH connection (asyncssh), host key pinned.
 
-The script runs as the remote command `timeout … sh -c '<script>'`: scripts carry no secrets (those travel on
-stdin only), and GNU `timeout` puts the script in its own process group and kills the whole group when the call
-runs out of time, so a timed-out or abandoned call leaves nothing running on the host.
+The script runs as the remote command `exec timeout … sh -c '<script>'`: scripts carry no secrets (those travel
+on stdin only). GNU `timeout` (coreutils; the host needs it) puts the script in its own process group; a call
+that times out or is cancelled sends it TERM, which it passes to the whole group (KILL a second later), and its own
+deadline, slightly later than ours, is the backstop when our signal cannot arrive. So a timed-out or abandoned
+call leaves nothing running on the host; a script that must outlive its call (the release) detaches itself.
 
 Only the host key lines given are trusted: no ~/.ssh/known_hosts, no ssh config, no agent. An unknown or changed
 host key is refused (`HostKeyRejected`).
@@ -61,48 +63,61 @@ class SSHTransport:
         self._lock = asyncio.Lock()
         self.calls = 0
 
-    async def run(self, script: str, *, stdin: bytes | None = None, timeout: float = 300.0) -> Result:
+    async def run(self, script: str, *, stdin: bytes | None = None, timeout: float = 300.0) -> Result:  # noqa: ASYNC109 - per-call limit of the protocol
         self.calls += 1
-        command = f"timeout -k 1 {timeout + REMOTE_GRACE_S:g} sh -c {shlex.quote(script)}"
-        conn, reused = await self._connection()
-        try:
-            process = await conn.create_process(command, encoding=None)
-        except (asyncssh.ChannelOpenError, asyncssh.Error, OSError) as error:
-            # A kept connection may have died silently; nothing ran yet, so one fresh attempt is safe.
-            await self._drop()
-            if not reused:
-                raise self._lost(error, started=False) from None
-            conn, _ = await self._connection()
-            try:
-                process = await conn.create_process(command, encoding=None)
-            except (asyncssh.Error, OSError) as again:
-                await self._drop()
-                raise self._lost(again, started=False) from None
-        return await self._finish(process, stdin, timeout)
+        # `exec`: the login shell that sshd starts becomes `timeout`, so a signal we send reaches it.
+        command = f"exec timeout -k 1 {timeout + REMOTE_GRACE_S:g} sh -c {shlex.quote(script)}"
+        conn, process = await self._open(command)
+        return await self._finish(conn, process, stdin, timeout)
 
     async def close(self) -> None:
-        await self._drop()
+        async with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            await _close(conn)
 
-    async def _finish(self, process: asyncssh.SSHClientProcess[bytes], stdin: bytes | None, timeout: float) -> Result:
+    async def _open(self, command: str) -> tuple[asyncssh.SSHClientConnection, asyncssh.SSHClientProcess[bytes]]:
+        """Start `command` in a new channel; a kept connection found dead is replaced once (nothing ran yet)."""
+        conn, reused = await self._connection()
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout)
+            return conn, await conn.create_process(command, encoding=None)
+        except (asyncssh.Error, OSError) as error:
+            if not (reused and conn.is_closed()):
+                await self._forget(conn)
+                raise self._lost(error, started=False) from None
+        await self._forget(conn)
+        conn, _ = await self._connection()
+        try:
+            return conn, await conn.create_process(command, encoding=None)
+        except (asyncssh.Error, OSError) as error:
+            await self._forget(conn)
+            raise self._lost(error, started=False) from None
+
+    async def _finish(
+        self,
+        conn: asyncssh.SSHClientConnection,
+        process: asyncssh.SSHClientProcess[bytes],
+        stdin: bytes | None,
+        limit: float,
+    ) -> Result:
+        try:
+            # End of input even without stdin: a script that reads stdin must see EOF, not wait for more.
+            if stdin:
+                process.stdin.write(stdin)
+            process.stdin.write_eof()
+            stdout, stderr = await asyncio.wait_for(process.communicate(), limit)
         except TimeoutError:
-            # TERM reaches `timeout`, which passes it on to the script's whole process group.
-            with contextlib.suppress(asyncssh.Error, OSError):
-                process.send_signal("TERM")
-            process.close()
-            with contextlib.suppress(asyncio.TimeoutError, asyncssh.Error, OSError):
-                await asyncio.wait_for(process.wait_closed(), CLOSE_WAIT_S)
+            await _stop(process)
             raise TransportError(
                 TRANSPORT_TIMEOUT,
-                f"the script did not finish within {timeout:g} s on {self._where()} and was stopped: look for a "
+                f"the script did not finish within {limit:g} s on {self._where()} and was stopped: look for a "
                 "hung docker command on the host, or raise the timeout",
             ) from None
         except (asyncssh.Error, OSError) as error:
-            await self._drop()
+            await self._forget(conn)
             raise self._lost(error, started=True) from None
-        except BaseException:
-            process.close()
+        except asyncio.CancelledError:
+            await asyncio.shield(_stop(process))
             raise
         return Result(exit_code=_exit_code(process), stdout=stdout or b"", stderr=stderr or b"")
 
@@ -156,8 +171,8 @@ class SSHTransport:
             raise TransportError(
                 HOST_KEY_REJECTED,
                 f"{self._where()} presented a host key that the known_hosts Secret does not list ({error.reason}): "
-                f"if the host was rebuilt, verify its new key and update the Secret (for a non-22 port the line "
-                f"starts with [{self.host}]:{self.port})",
+                f"if the host was rebuilt, verify its new key and update the Secret (the line must name "
+                f"{self.host} or [{self.host}]:{self.port})",
             ) from None
         except asyncssh.PermissionDenied:
             raise TransportError(
@@ -165,20 +180,21 @@ class SSHTransport:
                 f"{self._where()} refused the key for user {self.user!r}: add the key's public half to the user's "
                 "authorized_keys, or fix target.ssh.user",
             ) from None
-        except (OSError, asyncio.TimeoutError, asyncssh.Error) as error:
+        except (OSError, TimeoutError, asyncssh.Error) as error:
             raise TransportError(
                 TARGET_UNREACHABLE,
                 f"cannot connect to {self._where()} ({_describe(error)}): check that the host is up, sshd listens "
                 "on that port and the network allows it",
             ) from None
 
-    async def _drop(self) -> None:
+    async def _forget(self, conn: asyncssh.SSHClientConnection) -> None:
+        """Stop reusing `conn` once it is closed; a live connection other calls share is left alone."""
+        if not conn.is_closed():
+            return
         async with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-            with contextlib.suppress(asyncio.TimeoutError, asyncssh.Error, OSError):
-                await asyncio.wait_for(conn.wait_closed(), CLOSE_WAIT_S)
+            if self._conn is conn:
+                self._conn = None
+        await _close(conn)
 
     def _lost(self, error: BaseException, *, started: bool) -> TransportError:
         outcome = "the script's outcome is unknown" if started else "the script did not start"
@@ -190,6 +206,21 @@ class SSHTransport:
 
     def _where(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"
+
+
+async def _stop(process: asyncssh.SSHClientProcess[bytes]) -> None:
+    """End a call early: TERM reaches `timeout`, which passes it on to the script's whole process group."""
+    with contextlib.suppress(asyncssh.Error, OSError):
+        process.send_signal("TERM")
+    process.close()
+    with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
+        await asyncio.wait_for(process.wait_closed(), CLOSE_WAIT_S)
+
+
+async def _close(conn: asyncssh.SSHClientConnection) -> None:
+    conn.close()
+    with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
+        await asyncio.wait_for(conn.wait_closed(), CLOSE_WAIT_S)
 
 
 def _exit_code(process: asyncssh.SSHClientProcess[bytes]) -> int:
@@ -205,6 +236,6 @@ def _exit_code(process: asyncssh.SSHClientProcess[bytes]) -> int:
 def _describe(error: BaseException) -> str:
     if isinstance(error, socket.gaierror):
         return f"name not resolved: {error.strerror}"
-    if isinstance(error, asyncio.TimeoutError):
+    if isinstance(error, TimeoutError):
         return "timed out"
     return str(error) or type(error).__name__

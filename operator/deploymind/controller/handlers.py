@@ -1,0 +1,109 @@
+"""Kopf wiring, and nothing else: every handler is thin and wakes the object's actor, which does the work.
+
+Why the actor and not the handlers: a Kopf handler that ran a whole rollout would hold the object's event stream,
+so a newer spec could not stop it; Kopf also runs daemons beside change handlers, so one actor per object is the
+one lock that keeps a health tick, a rollout and a delete from interleaving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+
+from deploymind.api import GROUP, PLURAL, VERSION
+from deploymind.api.spec import DeploymentSpec
+from deploymind.controller import cleanup
+from deploymind.controller.plan import REQUESTED_AT, RETRY, ROLLBACK_TO
+from deploymind.controller.runtime import Runtime, runtime
+
+log = logging.getLogger(__name__)
+RESOURCE = (GROUP, VERSION, PLURAL)
+FINALIZER = "deploymind.io/cleanup"
+MANUAL_ANNOTATIONS = (ROLLBACK_TO, REQUESTED_AT, RETRY)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="deploymind.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="deploymind.io", key="last-handled-configuration")
+    settings.posting.enabled = False  # Events come from condition changes only (StatusWriter)
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+    settings.networking.request_timeout = 30
+
+
+@kopf.index(*RESOURCE)
+def port_claims(spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, int], tuple[str, str, str]]:
+    """(host key, port) → (creationTimestamp, namespace, name): who claimed a port on a host first."""
+    rt = runtime()
+    try:
+        parsed = DeploymentSpec.model_validate(dict(spec))
+    except ValueError:
+        return {}
+    return {(rt.host_key(parsed), parsed.container.port):
+            (str(meta.get("creationTimestamp", "")), str(meta.get("namespace")), str(meta.get("name")))}
+
+
+@kopf.index(*RESOURCE)
+def secret_users(spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str]:
+    """(namespace, Secret name) → Deployment name: whom a Secret change concerns."""
+    try:
+        parsed = DeploymentSpec.model_validate(dict(spec))
+    except ValueError:
+        return {}
+    ns = str(meta.get("namespace"))
+    return {(ns, ref.name): str(meta.get("name")) for ref in parsed.secret_refs()}
+
+
+@kopf.daemon(*RESOURCE, cancellation_timeout=30.0)
+async def actor(stopped: kopf.DaemonStopped, meta: kopf.Meta, port_claims: kopf.Index[Any, Any],
+                **_: Any) -> None:
+    """The object's actor: rollouts and health ticks, one at a time, until the object goes away."""
+    rt = runtime()
+    rt.hooks.port_claims = lambda host, port: list(port_claims.get((host, port), []))
+    act = rt.actor(str(meta["namespace"]), str(meta["name"]))
+    try:
+        await act.run(lambda: bool(stopped))
+    finally:
+        rt.forget_actor(str(meta["namespace"]), str(meta["name"]))
+
+
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+@kopf.on.resume(*RESOURCE)
+def spec_changed(meta: kopf.Meta, reason: str, **_: Any) -> None:
+    runtime().wake(str(meta["namespace"]), str(meta["name"]), "Resume" if reason == "resume" else "SpecChange")
+
+
+@kopf.on.field(*RESOURCE, field="metadata.annotations")
+def annotations_changed(meta: kopf.Meta, old: Any, new: Any, **_: Any) -> None:
+    if any((old or {}).get(k) != (new or {}).get(k) for k in MANUAL_ANNOTATIONS):
+        runtime().wake(str(meta["namespace"]), str(meta["name"]), "Manual")
+
+
+@kopf.on.event("", "v1", "secrets")
+def secret_changed(meta: kopf.Meta, type: str | None, secret_users: kopf.Index[Any, Any], **_: Any) -> None:
+    """A rotated (or newly created) Secret redeploys the Deployments that read it."""
+    if type not in ("MODIFIED", "ADDED", "DELETED"):
+        return
+    rt = runtime()
+    for name in secret_users.get((meta.get("namespace"), meta.get("name")), []):
+        rt.wake(str(meta["namespace"]), str(name), "SecretRotation")
+
+
+@kopf.on.delete(*RESOURCE)
+async def deleted(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> None:
+    """deletionPolicy Delete removes the app from the host (bounded in time); Orphan leaves it running."""
+    rt: Runtime = runtime()
+    rt.metrics_forget(str(meta["namespace"]), str(meta["name"]))
+    act = rt.actor(str(meta["namespace"]), str(meta["name"]))
+    async with act.lock:
+        await cleanup.on_delete(rt, dict(body), dict(spec))
+    with contextlib.suppress(asyncio.CancelledError):
+        rt.forget_actor(str(meta["namespace"]), str(meta["name"]))

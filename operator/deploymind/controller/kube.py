@@ -1,0 +1,106 @@
+"""The controller's edge to the Kubernetes API: status, Secrets, Events, Leases. Blocking client calls run in threads."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import kubernetes.client as k8s
+from kubernetes.client.rest import ApiException
+
+from deploymind.api import GROUP, PLURAL, VERSION
+
+R = TypeVar("R")
+
+
+class Conflict(Exception):
+    """The object changed since it was read (HTTP 409)."""
+
+
+class NotFound(Exception):
+    """The object does not exist (HTTP 404)."""
+
+
+def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
+    """In a pod: the service account; elsewhere: the kubeconfig (KUBECONFIG or the given path)."""
+    import kubernetes.config as kconfig
+
+    try:
+        kconfig.load_incluster_config()
+        return k8s.ApiClient()
+    except kconfig.ConfigException:
+        config = k8s.Configuration()
+        kconfig.load_kube_config(config_file=kubeconfig, client_configuration=config)
+        return k8s.ApiClient(configuration=config)
+
+
+class Kube:
+    """Async facade over the kubernetes client; every call runs off the event loop."""
+
+    def __init__(self, api_client: k8s.ApiClient) -> None:
+        self._custom = k8s.CustomObjectsApi(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+        self._coordination = k8s.CoordinationV1Api(api_client)
+
+    async def _call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ApiException as e:
+            if e.status == 409:
+                raise Conflict(str(e.reason)) from e
+            if e.status == 404:
+                raise NotFound(str(e.reason)) from e
+            raise
+
+    async def get_deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = await self._call(self._custom.get_namespaced_custom_object,
+                                               GROUP, VERSION, namespace, PLURAL, name)
+        return obj
+
+    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any], resource_version: str) -> dict[str, Any]:
+        """Merge-patch the status subresource with a resourceVersion precondition (409 → Conflict)."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
+        obj: dict[str, Any] = await self._call(self._custom.patch_namespaced_custom_object_status,
+                                               GROUP, VERSION, namespace, PLURAL, name, body)
+        return obj
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
+        """The decoded value, or None when the Secret or the key is missing."""
+        try:
+            secret = await self._call(self._core.read_namespaced_secret, name, namespace)
+        except NotFound:
+            return None
+        data = secret.data or {}
+        if key not in data:
+            return None
+        return base64.b64decode(data[key]).decode("utf-8", "replace")
+
+    async def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = obj["metadata"]
+        stamp = datetime.datetime.now(datetime.UTC)
+        event = k8s.CoreV1Event(
+            metadata=k8s.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
+            involved_object=k8s.V1ObjectReference(
+                api_version=obj.get("apiVersion"), kind=obj.get("kind"), name=meta["name"],
+                namespace=meta["namespace"], uid=meta["uid"], resource_version=meta.get("resourceVersion")),
+            type=type_, reason=reason, message=message[:1024],
+            first_timestamp=stamp, last_timestamp=stamp, count=1,
+            source=k8s.V1EventSource(component="deploymind"),
+            reporting_component="deploymind.io/operator", reporting_instance="deploymind",
+        )
+        await self._call(self._core.create_namespaced_event, meta["namespace"], event)
+
+    async def get_lease(self, namespace: str, name: str) -> Any:
+        return await self._call(self._coordination.read_namespaced_lease, name, namespace)
+
+    async def create_lease(self, namespace: str, body: Any) -> Any:
+        return await self._call(self._coordination.create_namespaced_lease, namespace, body)
+
+    async def replace_lease(self, namespace: str, name: str, body: Any) -> Any:
+        return await self._call(self._coordination.replace_namespaced_lease, name, namespace, body)
+
+    async def delete_lease(self, namespace: str, name: str) -> None:
+        await self._call(self._coordination.delete_namespaced_lease, name, namespace)

@@ -1,0 +1,71 @@
+"""Start the operator in the current event loop: Kubernetes client, runtime, the operator's HTTP endpoints, and Kopf."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import kopf
+from aiohttp import web
+
+from deploymind.controller.hooks import Hooks
+from deploymind.controller.kube import Kube, load_api_client
+from deploymind.controller.runtime import Runtime, install
+from deploymind.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the operator's own HTTP server listens (liveness, metrics, history)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+async def _serve_http(endpoints: Endpoints, app: web.Application) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, endpoints.host, endpoints.port).start()
+    return runner
+
+
+def http_app(rt: Runtime) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "objects": len(rt.actors)})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def run_operator(settings: Settings, *, kubeconfig: str | None = None, namespaces: Sequence[str] = (),
+                       endpoints: Endpoints | None = None, hooks: Hooks | None = None,
+                       stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
+    """Run until `stop_flag` is set (or the process is signalled)."""
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig  # Kopf's own login reads it too
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.source_cache.mkdir(parents=True, exist_ok=True)
+    rt = Runtime(Kube(load_api_client(kubeconfig)), settings, hooks or Hooks())
+    install(rt)
+    import deploymind.controller.handlers  # noqa: F401  (registers the Kopf handlers)
+
+    http = await _serve_http(endpoints, http_app(rt)) if endpoints else None
+    try:
+        await kopf.operator(
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        for actor in list(rt.actors.values()):
+            await actor.close()
+        if http is not None:
+            await http.cleanup()

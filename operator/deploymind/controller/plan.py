@@ -1,0 +1,83 @@
+"""Which revision should run, given what the spec resolves to, the quarantine, a rollback pin and a retry token.
+
+Pure: takes the working status and the desired revision, edits the status's bookkeeping (pin, retry, quarantine) and
+returns the plan, or raises Stalled when the spec must change first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deploymind.api import reasons
+from deploymind.api.status import DeploymentStatus, RollbackPin
+from deploymind.steps.context import Desired
+from deploymind.steps.errors import Stalled
+
+ROLLBACK_TO = "deploymind.io/rollback-to"
+REQUESTED_AT = "deploymind.io/requested-at"
+RETRY = "deploymind.io/retry"
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: Desired
+    """The revision to run."""
+    pinned: bool
+    """It comes from `deploymind.io/rollback-to`, not from the spec."""
+    release: bool
+    """The host must be asked (a new revision, or a redeploy request)."""
+
+
+def _known(status: DeploymentStatus, requested: str) -> Desired | None:
+    """A revision this object ran before, by id or image, that may still be on the host."""
+    candidates = [(h.id, h.image, h.commit) for h in status.history]
+    if status.last_good:
+        candidates.append((status.last_good.id, status.last_good.image, status.last_good.commit))
+    if status.revision:
+        candidates.append((status.revision.id, status.revision.image, status.revision.commit))
+    for rid, image, commit in candidates:
+        if requested in (rid, image):
+            return Desired(revision=rid, image=image, commit=commit)
+    return None
+
+
+def apply_retry(status: DeploymentStatus, annotations: dict[str, str], desired: Desired) -> None:
+    """A new `deploymind.io/retry` token lifts the quarantine of the desired revision, once."""
+    token = annotations.get(RETRY)
+    if token and token != status.handled_retry:
+        status.handled_retry = token
+        status.failed_revisions = [f for f in status.failed_revisions if f.id != desired.revision]
+
+
+def plan(status: DeploymentStatus, annotations: dict[str, str], desired: Desired, redeploy: bool) -> Plan:
+    apply_retry(status, annotations, desired)
+    requested = annotations.get(ROLLBACK_TO)
+    pin = status.rollback_to
+    if requested and (pin is None or pin.requested != requested):
+        known = _known(status, requested)
+        if known is None:
+            raise Stalled(reasons.ROLLBACK_TARGET_GONE,
+                          f"{ROLLBACK_TO}={requested} names no revision or image this Deployment still keeps; "
+                          "use one listed in status.history or status.lastGood")
+        pin = RollbackPin(requested=requested, revision=known.revision, spec_revision=desired.revision, active=True)
+        status.rollback_to = pin
+    if pin is not None and pin.active and (pin.spec_revision != desired.revision or requested != pin.requested):
+        # The spec names a new revision, or the annotation is gone: the pin has done its job.
+        pin.active = False
+        status.rollback_to = pin
+    if pin is not None and pin.active and requested == pin.requested:
+        target = _known(status, pin.requested)
+        if target is None:
+            raise Stalled(reasons.ROLLBACK_TARGET_GONE,
+                          f"{ROLLBACK_TO}={pin.requested}: that revision is no longer kept; pick another")
+        running = status.revision.id if status.revision else None
+        return Plan(target=target, pinned=True, release=redeploy or running != target.revision)
+
+    for failed in status.failed_revisions:
+        if failed.id == desired.revision:
+            raise Stalled(reasons.REVISION_QUARANTINED,
+                          f"revision {desired.revision} failed ({failed.reason}) at {failed.at} and is quarantined; "
+                          f"the host keeps running {status.revision.id if status.revision else 'what it had'}. "
+                          f"Change the spec or push a fix, or set annotation {RETRY}=<new token> to try it again")
+    running = status.revision.id if status.revision else None
+    return Plan(target=desired, pinned=False, release=redeploy or running != desired.revision)

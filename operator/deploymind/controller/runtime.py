@@ -1,0 +1,54 @@
+"""The operator process's shared state: API client, settings, hooks and the registry of per-object actors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from deploymind.api.spec import DeploymentSpec
+from deploymind.controller.actor import Actor
+from deploymind.controller.hooks import Hooks
+from deploymind.controller.kube import Kube
+from deploymind.controller.targets import host_key
+from deploymind.settings import Settings
+
+
+@dataclass
+class Runtime:
+    kube: Kube
+    settings: Settings
+    hooks: Hooks = field(default_factory=Hooks)
+    actors: dict[tuple[str, str], Actor] = field(default_factory=dict)
+
+    def actor(self, namespace: str, name: str) -> Actor:
+        key = (namespace, name)
+        if key not in self.actors:
+            self.actors[key] = Actor(self.kube, self.settings, self.hooks, namespace, name)
+        return self.actors[key]
+
+    def forget_actor(self, namespace: str, name: str) -> None:
+        self.actors.pop((namespace, name), None)
+
+    def wake(self, namespace: str, name: str, trigger: str) -> None:
+        if (namespace, name) in self.actors:
+            self.actors[(namespace, name)].wake(trigger)
+
+    def host_key(self, spec: DeploymentSpec) -> str:
+        return host_key(spec, self.settings)
+
+    def metrics_forget(self, namespace: str, name: str) -> None:
+        self.hooks.emit("forget", namespace=namespace, name=name)
+
+
+_current: Runtime | None = None
+
+
+def install(rt: Runtime) -> None:
+    """Set the process's runtime before Kopf starts (the `run` and `sandbox` commands do)."""
+    global _current
+    _current = rt
+
+
+def runtime() -> Runtime:
+    if _current is None:
+        raise RuntimeError("the DeployMind runtime is not installed: start the operator with `deploymind run`")
+    return _current

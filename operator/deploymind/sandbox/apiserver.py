@@ -1,0 +1,182 @@
+"""Run the emulator as an HTTP Kubernetes API server on 127.0.0.1.
+
+Two ways: in its own thread and event loop (`ApiServer().start()` / `with ApiServer() as api:`), usable from
+synchronous tests and from any other thread or loop; or inside the caller's running loop
+(`async with ApiServer() as api:`), as `deploymind sandbox` does in the operator's process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiohttp.web
+import yaml
+
+from deploymind.sandbox.emulator import RealisticEmulator
+from deploymind.sandbox.resources import ResourceType
+
+T = TypeVar("T")
+
+
+class ApiServerError(Exception):
+    """The emulator could not be started or reached."""
+
+    reason = "EmulatorNotRunning"
+
+
+class ApiServer:
+    """The emulator on `http://127.0.0.1:<free port>`; `.url`, `.emulator`, `.install_crd()`, `.stop()`."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, crds: Iterable[dict[str, Any]] = ()) -> None:
+        self.host = host
+        self._requested_port = port
+        self._crds = list(crds)
+        self._emulator: RealisticEmulator | None = None
+        self._runner: aiohttp.web.ServerRunner | None = None
+        self._port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
+        self._failure: BaseException | None = None
+
+    # ------------------------------------------------------------ what callers use
+    @property
+    def url(self) -> str:
+        if self._port is None:
+            raise ApiServerError("the emulator is not running: call start() or enter it first")
+        return f"http://{self.host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise ApiServerError("the emulator is not running: call start() or enter it first")
+        return self._port
+
+    @property
+    def emulator(self) -> RealisticEmulator:
+        if self._emulator is None:
+            raise ApiServerError("the emulator is not running: call start() or enter it first")
+        return self._emulator
+
+    def install_crd(self, crd: dict[str, Any]) -> list[ResourceType]:
+        """Register a CRD (a manifest as a dict); raises the emulator's 422 ApiError if it is invalid."""
+        return self.call(lambda emulator: emulator.install_crd(crd))
+
+    def call(self, fn: Callable[[RealisticEmulator], T], timeout: float = 10.0) -> T:
+        """Run `fn(emulator)` on the emulator's loop (its state belongs to that loop) and return the result."""
+        loop = self._loop
+        if loop is None:
+            raise ApiServerError("the emulator is not running: call start() or enter it first")
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            return fn(self.emulator)
+
+        async def on_loop() -> T:
+            return fn(self.emulator)
+
+        return asyncio.run_coroutine_threadsafe(on_loop(), loop).result(timeout)
+
+    def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
+        """A kubeconfig for this server: no credentials, context namespace `namespace`."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "emulator", "user": {}}],
+            "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "emulator",
+                                                          "namespace": namespace}}],
+            "current-context": "emulator",
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+    # ------------------------------------------------------------ inside the caller's loop
+    async def __aenter__(self) -> ApiServer:
+        await self._open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self._close()
+
+    # ------------------------------------------------------------ in a thread of its own
+    def start(self, timeout: float = 10.0) -> ApiServer:
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run_thread, args=(ready,), name="kube-emulator", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise ApiServerError(f"the emulator did not start within {timeout} s")
+        if self._failure is not None:
+            raise ApiServerError(f"the emulator failed to start: {self._failure}") from self._failure
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is None or self._loop is None or self._stop is None:
+            return
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> ApiServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _run_thread(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._serve_until_stopped(ready))
+        finally:
+            loop.close()
+
+    async def _serve_until_stopped(self, ready: threading.Event) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self._open()
+        except BaseException as e:
+            self._failure = e
+            ready.set()
+            raise
+        ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self._close()
+
+    # ------------------------------------------------------------ both
+    async def _open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        emulator = RealisticEmulator()
+        await emulator.__aenter__()
+        self._emulator = emulator
+        for crd in self._crds:
+            emulator.install_crd(crd)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self._requested_port))
+        self._port = int(sock.getsockname()[1])
+        self._runner = aiohttp.web.ServerRunner(aiohttp.web.Server(emulator), handle_signals=False)
+        await self._runner.setup()
+        await aiohttp.web.SockSite(self._runner, sock).start()
+
+    async def _close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._emulator is not None:
+            await self._emulator.__aexit__(None, None, None)
+        self._port = None
+        self._loop = None

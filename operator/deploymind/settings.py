@@ -1,0 +1,43 @@
+"""The operator's own settings: command-line flags and DEPLOYMIND_* environment variables, with safe defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value) if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the controller needs to know about where it runs. One instance per operator process."""
+
+    state_dir: Path = field(default_factory=lambda: _env_path("DEPLOYMIND_STATE_DIR", Path.home() / ".deploymind"))
+    """Operator-side files: source tarball cache, the SQLite history (a persistent volume in a cluster)."""
+    host_dir: str = field(default_factory=lambda: os.environ.get("DEPLOYMIND_HOST_DIR", ".deploymind"))
+    """Directory on each host for release files; relative paths are under the login user's home."""
+    allow_local_transport: bool = False
+    """`transport: local` runs containers on the operator's own host: only for the sandbox and tests."""
+    local_docker_host: str | None = field(default_factory=lambda: os.environ.get("DOCKER_HOST"))
+    """DOCKER_HOST for the local transport."""
+    lease_namespace: str = field(default_factory=lambda: os.environ.get("DEPLOYMIND_LEASE_NAMESPACE", "default"))
+    """Namespace of the per-host Leases that keep two releases off one host at once."""
+    identity: str = field(default_factory=lambda: os.environ.get("HOSTNAME", "deploymind") + f"-{os.getpid()}")
+    """This operator process, as a Lease holder."""
+    host_lease_seconds: int = 60
+    host_lease_wait_seconds: float = 600.0
+    cleanup_timeout_seconds: float = 60.0
+    """How long delete keeps trying to remove the app from an unreachable host before it gives up (Warning Event)."""
+    transport_timeout_seconds: float = 900.0
+    min_free_disk_mb: int = 512
+    backoff_initial_seconds: float = 2.0
+    backoff_max_seconds: float = 300.0
+    git_timeout_seconds: float = 120.0
+
+    @property
+    def source_cache(self) -> Path:
+        return self.state_dir / "sources"

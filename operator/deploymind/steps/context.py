@@ -1,0 +1,67 @@
+"""The one argument every step takes: the object, its parsed spec, the working status, the host, and the resolved inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from deploymind.api.conditions import Conditions
+from deploymind.api.spec import DeploymentSpec
+from deploymind.api.status import DeploymentStatus
+from deploymind.settings import Settings
+from deploymind.transport.base import Transport
+
+
+@dataclass
+class Desired:
+    """What the spec resolves to right now."""
+
+    revision: str
+    image: str
+    commit: str | None = None
+    digest: str | None = None
+    tarball: Path | None = None
+    config: str = ""
+
+
+class Reporter(Protocol):
+    """Where steps report timings and outcomes beyond conditions (history, metrics); never raises, never blocks."""
+
+    def step(self, name: str, status: str, reason: str, seconds: float) -> None: ...
+
+
+@dataclass
+class StepContext:
+    uid: str
+    namespace: str
+    name: str
+    generation: int
+    spec: DeploymentSpec
+    status: DeploymentStatus
+    conditions: Conditions
+    settings: Settings
+    transport: Transport
+    host_key: str
+    """Identifies the host across Deployments (`ssh:user@host:port`, `local:<docker host>`, …)."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Resolved env values, Secret values included: never logged, never stored, sent only on stdin."""
+    token: str | None = None
+    trigger: str = "SpecChange"
+    desired: Desired | None = None
+    checkpoint: Callable[[], Awaitable[None]] | None = None
+    """Called between steps: writes visible progress and stops a superseded rollout (raises Superseded)."""
+    reporter: Reporter | None = None
+
+    @property
+    def uid8(self) -> str:
+        return self.uid[:8]
+
+    @property
+    def stable_container(self) -> str:
+        return f"dm-{self.uid8}"
+
+    async def safe_point(self) -> None:
+        if self.checkpoint is not None:
+            await self.checkpoint()

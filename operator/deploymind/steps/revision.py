@@ -1,0 +1,49 @@
+"""Revision identity: `<commit[:12]>-<config[:8]>`, where config hashes exactly what changes what runs.
+
+Editing healthCheck, rollback, revisionHistoryLimit or suspend never changes a revision id, so it never redeploys.
+A rotated Secret value does change it (the env values are in the hash), so rotation redeploys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+
+from deploymind.api.spec import DeploymentSpec
+
+
+def config_hash(spec: DeploymentSpec, env: Mapping[str, str]) -> str:
+    """sha256 over the build settings, the resolved env values, the port, the limits and the prebuilt image."""
+    build = spec.build.wire() if spec.build else None
+    resources = spec.container.resources.wire() if spec.container.resources else None
+    doc = {
+        "build": build,
+        "env": sorted(env.items()),
+        "port": spec.container.port,
+        "resources": resources,
+        "image": spec.image,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def env_set_hash(env: Mapping[str, str]) -> str:
+    """A hash of the whole env set (names and values), safe to store: values cannot be read back from it."""
+    return hashlib.sha256(json.dumps(sorted(env.items())).encode()).hexdigest()
+
+
+def revision_id(base: str, config: str) -> str:
+    """`base` is the commit SHA (source) or the image digest/reference hash (prebuilt image)."""
+    return f"{base[:12]}-{config[:8]}"
+
+
+def image_base(image: str) -> str:
+    """The identity of a prebuilt image: its digest when pinned, else a hash of the reference."""
+    if "@sha256:" in image:
+        return image.split("@sha256:", 1)[1]
+    return hashlib.sha256(image.encode()).hexdigest()
+
+
+def built_image(uid: str, revision: str) -> str:
+    """The tag an image built from source gets on the host."""
+    return f"deploymind/{uid[:8]}:{revision}"

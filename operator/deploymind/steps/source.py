@@ -1,0 +1,44 @@
+"""Step `source` — owns condition SourceReady.
+
+Resolves `source.ref` to a commit with `git ls-remote` and fetches that commit into a tarball whose sha256 is the tree
+digest (or takes `image` as it is), then names the desired revision `<commit[:12]>-<config[:8]>`.
+"""
+
+from __future__ import annotations
+
+from deploymind.api import reasons
+from deploymind.api.conditions import F, T
+from deploymind.api.status import ConditionType
+from deploymind.commands import git
+from deploymind.steps import gitfetch
+from deploymind.steps.context import Desired, StepContext
+from deploymind.steps.errors import Stalled, Waiting
+from deploymind.steps.revision import built_image, config_hash, image_base, revision_id
+
+NEEDS_USER = {reasons.REF_NOT_FOUND, reasons.AUTHENTICATION_FAILED, reasons.INVALID_SPEC}
+
+
+async def source(ctx: StepContext) -> None:
+    config = config_hash(ctx.spec, ctx.env)
+    if ctx.spec.image is not None:
+        ctx.desired = Desired(revision=revision_id(image_base(ctx.spec.image), config), image=ctx.spec.image,
+                              digest=ctx.spec.image.split("@", 1)[1] if "@" in ctx.spec.image else None, config=config)
+        ctx.conditions.set(ConditionType.SOURCE_READY, T, reasons.RESOLVED, f"prebuilt image {ctx.spec.image}")
+        return
+    assert ctx.spec.source is not None  # the model guarantees exactly one of source and image
+    src = ctx.spec.source
+    url = git.repo_url(src.repo)
+    try:
+        commit = await gitfetch.resolve_ref(url, src.ref, token=ctx.token, timeout=ctx.settings.git_timeout_seconds)
+        tarball = await gitfetch.fetch_tarball(url, commit, token=ctx.token, cache_dir=ctx.settings.source_cache,
+                                               timeout=ctx.settings.git_timeout_seconds)
+    except gitfetch.GitFetchError as e:
+        ctx.conditions.set(ConditionType.SOURCE_READY, F, e.reason, e.message)
+        if e.reason in NEEDS_USER:
+            raise Stalled(e.reason, e.message) from None
+        raise Waiting(e.reason, e.message) from None
+    revision = revision_id(commit, config)
+    ctx.desired = Desired(revision=revision, image=built_image(ctx.uid, revision), commit=commit,
+                          digest=tarball.digest, tarball=tarball.path, config=config)
+    ctx.conditions.set(ConditionType.SOURCE_READY, T, reasons.RESOLVED,
+                       f"{src.ref} is {commit[:12]} (tree sha256:{tarball.digest[:12]})")

@@ -1,0 +1,101 @@
+"""Records and settings of the history store: pure data, no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from deploymind.history.config import HistoryConfigError, HistorySettings
+from deploymind.history.records import (
+    RESULT_FAILED,
+    TRIGGER_SPEC_CHANGE,
+    RolloutAttempt,
+    StepTransition,
+    env_fingerprint,
+)
+
+
+def test_env_fingerprint_keeps_names_and_a_hash_but_never_a_value() -> None:
+    names, digest = env_fingerprint({"TOKEN": "s3cr3t-value", "PORT": "8080"})
+
+    assert names == ("PORT", "TOKEN")
+    assert "s3cr3t-value" not in digest and len(digest) == 64
+
+
+def test_env_fingerprint_changes_when_a_value_changes_and_not_with_order() -> None:
+    _, first = env_fingerprint({"A": "1", "B": "2"})
+    _, reordered = env_fingerprint({"B": "2", "A": "1"})
+    _, changed = env_fingerprint({"A": "1", "B": "3"})
+
+    assert first == reordered
+    assert first != changed
+
+
+def test_finishing_an_attempt_keeps_its_id_and_measures_its_duration() -> None:
+    started = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    attempt = RolloutAttempt(
+        uid="u",
+        namespace="ns",
+        name="app",
+        generation=3,
+        revision="a" * 12 + "-" + "b" * 8,
+        trigger=TRIGGER_SPEC_CHANGE,
+        started_at=started,
+    )
+
+    finished = attempt.finish(
+        RESULT_FAILED, "CandidateUnhealthy", "never answered /health", at=started + timedelta(seconds=42)
+    )
+
+    assert (finished.id, finished.result, finished.reason) == (attempt.id, RESULT_FAILED, "CandidateUnhealthy")
+    assert attempt.duration_seconds is None
+    assert finished.duration_seconds == 42.0
+
+
+def test_attempts_get_distinct_ids_without_asking_the_database() -> None:
+    one = RolloutAttempt(uid="u", namespace="ns", name="app", generation=1, revision="r", trigger=TRIGGER_SPEC_CHANGE)
+    two = RolloutAttempt(uid="u", namespace="ns", name="app", generation=1, revision="r", trigger=TRIGGER_SPEC_CHANGE)
+
+    assert one.id != two.id
+
+
+def test_step_duration_is_unknown_until_the_step_finishes() -> None:
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    running = StepTransition(attempt_id="a", uid="u", step="build", status="Running", started_at=start)
+    done = StepTransition(
+        attempt_id="a",
+        uid="u",
+        step="build",
+        status="Succeeded",
+        started_at=start,
+        finished_at=start + timedelta(seconds=3),
+    )
+
+    assert running.duration_seconds is None
+    assert done.duration_seconds == 3.0
+
+
+def test_database_defaults_to_a_sqlite_file_in_the_state_dir(tmp_path: Path) -> None:
+    settings = HistorySettings.from_env(tmp_path, environ={})
+
+    assert settings.database_url == f"sqlite:///{tmp_path}/history.sqlite3"
+    assert settings.retention_days == 90
+
+
+def test_database_url_and_retention_come_from_the_environment(tmp_path: Path) -> None:
+    environ = {"DEPLOYMIND_DATABASE_URL": "postgresql+psycopg://dm@db/dm", "DEPLOYMIND_HISTORY_RETENTION_DAYS": "7"}
+
+    settings = HistorySettings.from_env(tmp_path, environ=environ)
+
+    assert (settings.database_url, settings.retention_days) == ("postgresql+psycopg://dm@db/dm", 7)
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "ninety"])
+def test_a_retention_that_is_not_a_positive_number_of_days_is_refused(tmp_path: Path, days: str) -> None:
+    with pytest.raises(HistoryConfigError) as raised:
+        HistorySettings.from_env(tmp_path, environ={"DEPLOYMIND_HISTORY_RETENTION_DAYS": days})
+
+    assert raised.value.reason == "InvalidRetention"
+    assert "DEPLOYMIND_HISTORY_RETENTION_DAYS" in str(raised.value)

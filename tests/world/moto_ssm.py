@@ -1,0 +1,91 @@
+"""Start and stop the moto server of the test world (moto_ssm_server.py) and drive its test-only endpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from world.ports import free_port, port_open
+from world.procs import WorldError, log_tail, start, stop_pid, wait_until
+from world.sshd import Sshd
+
+SERVER_SCRIPT = Path(__file__).with_name("moto_ssm_server.py")
+START_TIMEOUT_S = 30.0
+# Dummy credentials: moto accepts anything, and nothing may ever reach a real AWS account.
+DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class MotoServer:
+    """A running moto server on 127.0.0.1 whose SSM shell commands run on the sshd test host."""
+
+    dir: Path
+    port: int
+    pid: int
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for an AWS SDK client aimed at this server (endpoint and dummy credentials)."""
+        return {**DUMMY_CREDENTIALS, "AWS_ENDPOINT_URL": self.url}
+
+    @classmethod
+    def start(cls, directory: Path, sshd: Sshd, port: int | None = None, throttle: int = 0) -> MotoServer:
+        directory.mkdir(parents=True, exist_ok=True)
+        port = port or free_port()
+        env = {
+            **os.environ,
+            **DUMMY_CREDENTIALS,
+            "DM_SSH_HOST": sshd.host,
+            "DM_SSH_PORT": str(sshd.port),
+            "DM_SSH_USER": sshd.user,
+            "DM_SSH_KEY": str(sshd.key_path),
+            "DM_SSH_KNOWN_HOSTS": str(sshd.known_hosts_path),
+            "DM_THROTTLE_SSM_CALLS": str(throttle),
+        }
+        log = directory / "moto.log"
+        process = start([sys.executable, str(SERVER_SCRIPT), "-H", "127.0.0.1", "-p", str(port)], log, env=env)
+        server = cls(dir=directory, port=port, pid=process.pid, _process=process)
+        try:
+            wait_until(lambda: process.poll() is not None or port_open(port), START_TIMEOUT_S, f"moto on {port}")
+            if process.poll() is not None:
+                raise WorldError("MotoExited", f"moto server exited with {process.returncode}:\n{log_tail(log)}")
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def stop(self) -> None:
+        stop_pid(self.pid, process=self._process)
+
+    def throttle(self, count: int, operations: Sequence[str] = ()) -> None:
+        """Make the next `count` SSM calls (only `operations`, when given) answer ThrottlingException."""
+        self._post("/moto-api/deploymind/throttle", {"count": count, "operations": list(operations)})
+
+    def reset(self) -> None:
+        """Forget every AWS resource (moto's own reset) and any pending throttling."""
+        self._post("/moto-api/reset", {})
+        self.throttle(0)
+
+    def _post(self, path: str, body: dict[str, object]) -> None:
+        request = urllib.request.Request(
+            self.url + path, data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
