@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable; default all)")
     run.add_argument("--allow-local-transport", action="store_true",
                      help="accept transport: local (containers on this operator's own host; sandbox and tests only)")
-    run.add_argument("--state-dir", help="operator files: source cache, SQLite history (default ~/.deploymind)")
-    run.add_argument("--host-dir", help="directory on each host for release files (default ~/.deploymind)")
+    run.add_argument("--state-dir", help="operator files: source cache, SQLite history (default /var/lib/deploymind)")
+    run.add_argument("--host-dir", help="directory on each host for release files (default /var/lib/deploymind)")
     run.add_argument("--lease-namespace", help="namespace of the per-host Leases (default: default)")
     run.add_argument("--http-host", default="0.0.0.0", help="address of /healthz (default 0.0.0.0)")
     run.add_argument("--http-port", type=int, default=8080, help="port of /healthz; 0 turns it off (default 8080)")

@@ -18,8 +18,8 @@ class Settings:
 
     state_dir: Path = field(default_factory=lambda: _env_path("DEPLOYMIND_STATE_DIR", Path.home() / ".deploymind"))
     """Operator-side files: source tarball cache, the SQLite history (a persistent volume in a cluster)."""
-    host_dir: str = field(default_factory=lambda: os.environ.get("DEPLOYMIND_HOST_DIR", ".deploymind"))
-    """Directory on each host for release files; relative paths are under the login user's home."""
+    host_dir: str = field(default_factory=lambda: os.environ.get("DEPLOYMIND_HOST_DIR", "/var/lib/deploymind"))
+    """Absolute directory on each host for release files; the login user must be able to write it."""
     allow_local_transport: bool = False
     """`transport: local` runs containers on the operator's own host: only for the sandbox and tests."""
     local_docker_host: str | None = field(default_factory=lambda: os.environ.get("DOCKER_HOST"))

@@ -37,6 +37,8 @@ def operator(kube: Kube, docker_engine: DockerEngine, namespace: str, world_root
     op.start()
     yield op
     op.stop()
+    # pytest shows this only when the test failed
+    print("---- operator log ----\n" + "\n".join(line for line in op.logs().splitlines() if " DEBUG " not in line))
     remove_containers(docker_engine, namespace)
 
 

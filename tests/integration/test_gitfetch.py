@@ -133,9 +133,7 @@ async def test_a_cached_tarball_is_served_without_asking_git(repo: Repo, tmp_pat
     assert sorted(p.name for p in cache.iterdir()) == [f"{repo.second}.tar"]
 
 
-async def test_fetching_a_commit_the_repository_lacks_is_ref_not_found_and_leaves_no_debris(
-    repo: Repo, tmp_path: Path
-) -> None:
+async def test_fetching_a_commit_the_repository_lacks_is_ref_not_found_and_leaves_no_debris(repo: Repo, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     with pytest.raises(GitFetchError) as caught:
         await fetch_tarball(repo.url, "1" * 40, cache_dir=cache)
@@ -255,9 +253,12 @@ def git_server(repo: Repo, tmp_path: Path) -> Iterator[GitServer]:
 
 
 async def test_a_private_repository_is_read_with_the_token_which_no_command_line_shows(
-    git_server: GitServer, repo: Repo, tmp_path: Path
+    git_server: GitServer, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = git_server.url("app.git")
+    # An operator started with Git tracing on must not write request headers (the token) anywhere.
+    trace = tmp_path / "curl-trace"
+    monkeypatch.setenv("GIT_TRACE_CURL", str(trace))
 
     sha = await resolve_ref(url, "main", token=TOKEN)
     tarball = await fetch_tarball(url, sha, token=TOKEN, cache_dir=tmp_path / "cache")
@@ -268,6 +269,7 @@ async def test_a_private_repository_is_read_with_the_token_which_no_command_line
     assert expected in git_server.authorizations  # the token did travel, over HTTP auth
     assert git_server.command_lines, "the server saw no authenticated request"
     assert not [line for line in git_server.command_lines if TOKEN in line]
+    assert not trace.exists()
 
 
 async def test_a_wrong_token_is_authentication_failed_and_the_message_hides_it(git_server: GitServer) -> None:
@@ -299,9 +301,7 @@ def test_askpass_helper_prints_the_token_from_its_environment_and_holds_no_secre
         def ask(prompt: str) -> str:
             argv = [str(helper), prompt]
             assert TOKEN not in " ".join(argv)
-            done = subprocess.run(
-                argv, env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True
-            )
+            done = subprocess.run(argv, env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True)
             return done.stdout
 
         assert ask("Password for 'https://x-access-token@github.com': ") == TOKEN + "\n"

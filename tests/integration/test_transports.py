@@ -39,9 +39,7 @@ def _ssh(server: Sshd, **overrides: object) -> SSHTransport:
 async def transport(request: pytest.FixtureRequest) -> AsyncIterator[Transport]:
     """Each transport in turn, both reaching the private Docker engine."""
     engine: DockerEngine = request.getfixturevalue("docker_engine")
-    chosen: Transport = (
-        LocalTransport(env=engine.env) if request.param == "local" else _ssh(request.getfixturevalue("sshd"))
-    )
+    chosen: Transport = LocalTransport(env=engine.env) if request.param == "local" else _ssh(request.getfixturevalue("sshd"))
     yield chosen
     await chosen.close()
 
@@ -220,9 +218,19 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+def _descendants(pid: int) -> list[int]:
+    found = []
+    todo = [pid]
+    while todo:
+        kids = _children(todo.pop())
+        found += kids
+        todo += kids
+    return found
+
+
 def _stop_with_sessions(server: Sshd) -> None:
     """Stop sshd and the per-connection processes it forked, as a host going down would."""
-    sessions = _children(server.pid)
+    sessions = _descendants(server.pid)
     server.stop()
     for pid in sessions:
         try:
@@ -256,8 +264,10 @@ async def test_a_stopped_host_is_target_unreachable_quickly_and_reconnects_when_
 async def test_a_connection_dropped_under_the_transport_is_replaced_transparently(own_sshd: Sshd) -> None:
     transport = _ssh(own_sshd)
     assert (await transport.run("true")).ok
-    for pid in _children(own_sshd.pid):  # the session processes: the connection dies, the daemon stays
+    sessions = _descendants(own_sshd.pid)  # the connection's processes: it dies, the daemon stays
+    for pid in sessions:
         os.kill(pid, 9)
+    wait_until(lambda: not any(alive(pid) for pid in sessions), 10, "the connection's processes are gone")
 
     result = await asyncio.wait_for(transport.run("echo fresh"), 10)
 

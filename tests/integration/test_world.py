@@ -15,7 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from sqlalchemy import create_engine, text
 
-from deploymind.sandbox.docker_engine import DockerEngine
+from deploymind.sandbox.docker_engine import DockerEngine, DockerEngineError
 from world.apps import AppRepo, Health, build_image
 from world.kubetools import Helm, Kubectl
 from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer
@@ -95,6 +95,21 @@ def test_container_started_through_sshd_answers_http_on_loopback(
     assert http_get(f"http://127.0.0.1:{port}/") == (200, "revision 1\n")
     assert sshd.run(f"docker exec world-app-{port} /bin/busybox id -u").stdout.strip() == "10001"
     assert sshd.run("id -u").stdout.strip() != "0"
+
+
+def test_a_second_engine_in_the_same_directory_is_refused(docker_engine: DockerEngine) -> None:
+    with pytest.raises(DockerEngineError) as refused:
+        DockerEngine.start(docker_engine.root)
+
+    assert refused.value.reason == "DockerEngineAlreadyRunning"
+    assert str(docker_engine.pid) in refused.value.message
+
+
+def test_an_engine_directory_too_long_for_unix_sockets_is_refused(world_root: Path) -> None:
+    with pytest.raises(DockerEngineError) as refused:
+        DockerEngine.start(world_root / ("d" * 80))
+
+    assert refused.value.reason == "EngineDirectoryTooLong"
 
 
 def test_degrading_revision_turns_unhealthy_after_its_delay(

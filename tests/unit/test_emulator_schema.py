@@ -9,6 +9,7 @@ import pytest
 from deploymind.sandbox import api_errors, schema
 from deploymind.sandbox.admission import STRICT, WARN, admit
 from deploymind.sandbox.api_errors import ApiError
+from deploymind.sandbox.field_errors import required
 from deploymind.sandbox.resources import from_crd
 
 SPEC: dict[str, Any] = {
@@ -216,8 +217,6 @@ def test_invalid_object_is_a_422_status_like_the_apiserver_sends() -> None:
 
 
 def test_one_cause_is_not_bracketed() -> None:
-    from deploymind.sandbox.field_errors import required
-
     error = api_errors.invalid("Secret", "", "s", [required("data")])
     assert error.message == 'Secret "s" is invalid: data: Required value'
 

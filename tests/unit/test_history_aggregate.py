@@ -22,9 +22,7 @@ def test_a_probe_in_the_next_window_closes_the_previous_one_with_its_counts_and_
         closed = aggregator.add("u1", "ns", "app", ok=ok, latency_seconds=latency, at=T0 + timedelta(seconds=second))
         assert closed is None
 
-    window = aggregator.add(
-        "u1", "ns", "app", ok=True, latency_seconds=0.5, at=T0 + timedelta(seconds=61), cpu_ratio=0.2
-    )
+    window = aggregator.add("u1", "ns", "app", ok=True, latency_seconds=0.5, at=T0 + timedelta(seconds=61), cpu_ratio=0.2)
 
     assert window is not None
     assert (window.window_start, window.window_end) == (T0, T0 + timedelta(seconds=60))

@@ -84,9 +84,7 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[web.Request, web.Ap
                 started_at=T0,
                 finished_at=T0 + timedelta(seconds=2),
             ),
-            ScanSummary(
-                uid="u-1", revision=first.revision, attempt_id=first.id, counts={"HIGH": 1}, report_json="{}", at=T0
-            ),
+            ScanSummary(uid="u-1", revision=first.revision, attempt_id=first.id, counts={"HIGH": 1}, report_json="{}", at=T0),
             second.finish(
                 RESULT_ROLLED_BACK,
                 "CandidateUnhealthy",
@@ -133,9 +131,7 @@ async def test_history_lists_rollouts_newest_first_with_steps_scans_and_reverts(
         "deploymind.io/rollback-to=aaaaaaaaaaaa-11111111",
     )
     assert (reverted["reason"], reverted["durationSeconds"]) == ("CandidateUnhealthy", 300.0)
-    assert [(s["step"], s["status"], s["reason"]) for s in reverted["steps"]] == [
-        ("health", "Failed", "CandidateUnhealthy")
-    ]
+    assert [(s["step"], s["status"], s["reason"]) for s in reverted["steps"]] == [("health", "Failed", "CandidateUnhealthy")]
     assert first["startedAt"] == "2025-03-01T09:00:00Z"
     assert first["envNames"] == ["DATABASE_PASSWORD"]
     assert first["scans"][0]["counts"]["HIGH"] == 1

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from deploymind.history.config import HistorySettings
 from deploymind.history.recorder import HistoryRecorder
 from deploymind.history.records import (
     RESULT_SUCCEEDED,
@@ -166,9 +167,7 @@ async def test_rows_past_the_retention_are_purged_at_start(store: HistoryStore) 
     store.write(
         [
             attempt("old", started_at=old),
-            Revert(
-                uid="u", namespace="ns", name="old", from_revision="b", to_revision="a", reason="RolledBack", at=old
-            ),
+            Revert(uid="u", namespace="ns", name="old", from_revision="b", to_revision="a", reason="RolledBack", at=old),
         ]
     )
     store.write([attempt("recent")])
@@ -179,3 +178,17 @@ async def test_rows_past_the_retention_are_purged_at_start(store: HistoryStore) 
     await recorder.stop()
 
     assert store.history("ns", "recent") is not None
+
+
+async def test_records_from_a_worker_thread_reach_the_database_configured_by_the_settings(tmp_path: Path) -> None:
+    settings = HistorySettings.from_env(tmp_path / "state", environ={})
+    recorder = HistoryRecorder.from_settings(settings, Metrics())
+    recorder.start()
+    recorder.record(attempt("first"))
+    assert await recorder.wait_flushed(within=10)  # migrated, written, and now idle: waiting to be woken
+
+    await asyncio.to_thread(recorder.record, attempt("threaded"))
+
+    await eventually(lambda: recorder.pending == 0 and (tmp_path / "state" / "history.sqlite3").exists())
+    await recorder.stop()
+    assert recorder.store.history("ns", "threaded") is not None

@@ -45,9 +45,7 @@ def test_finishing_an_attempt_keeps_its_id_and_measures_its_duration() -> None:
         started_at=started,
     )
 
-    finished = attempt.finish(
-        RESULT_FAILED, "CandidateUnhealthy", "never answered /health", at=started + timedelta(seconds=42)
-    )
+    finished = attempt.finish(RESULT_FAILED, "CandidateUnhealthy", "never answered /health", at=started + timedelta(seconds=42))
 
     assert (finished.id, finished.result, finished.reason) == (attempt.id, RESULT_FAILED, "CandidateUnhealthy")
     assert attempt.duration_seconds is None

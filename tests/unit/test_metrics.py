@@ -35,18 +35,8 @@ def test_reconcile_and_rollout_helpers_count_and_time() -> None:
     assert value(metrics, "deploymind_reconcile_total", result="Succeeded") == 1
     assert value(metrics, "deploymind_reconcile_duration_seconds_count") == 1
     assert value(metrics, "deploymind_rollouts_total", result="RolledBack") == 1
-    assert (
-        value(
-            metrics, "deploymind_rollout_duration_seconds_bucket", result="RolledBack", strategy="Recreate", le="60.0"
-        )
-        == 0
-    )
-    assert (
-        value(
-            metrics, "deploymind_rollout_duration_seconds_bucket", result="RolledBack", strategy="Recreate", le="120.0"
-        )
-        == 1
-    )
+    assert value(metrics, "deploymind_rollout_duration_seconds_bucket", result="RolledBack", strategy="Recreate", le="60.0") == 0
+    assert value(metrics, "deploymind_rollout_duration_seconds_bucket", result="RolledBack", strategy="Recreate", le="120.0") == 1
 
 
 def test_phase_is_one_for_the_current_phase_and_zero_for_every_other() -> None:

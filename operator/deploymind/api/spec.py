@@ -301,7 +301,7 @@ class Security(ApiModel):
 
     rules = (
         Rule(
-            cel="self.scanners.all(x, self.scanners.exists_one(y, y == x))",
+            cel="!has(self.scanners) || self.scanners.all(x, self.scanners.exists_one(y, y == x))",
             message="scanners must not repeat",
             check=lambda s: len(set(s.scanners)) == len(s.scanners),
             field_path=".scanners",

@@ -115,13 +115,14 @@ def askpass_script(token_env: str, username: str = "x-access-token") -> str:
         raise ValueError(f"{token_env!r} is not an environment variable name")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", username):
         raise ValueError(f"{username!r} is not a plain user name")
-    return (
-        "#!/bin/sh\n"
-        'case "$1" in\n'
-        f"  Username*) printf '%s\\n' '{username}' ;;\n"
-        f"  *) printf '%s\\n' \"${token_env}\" ;;\n"
-        "esac\n"
-    )
+    lines = [
+        "#!/bin/sh",
+        'case "$1" in',
+        f"  Username*) printf '%s\\n' '{username}' ;;",
+        f"  *) printf '%s\\n' \"${token_env}\" ;;",
+        "esac",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _require_sha(sha: str) -> None:

@@ -23,10 +23,12 @@ LOCK_TIMEOUT_S = 600
 class ReleaseParams:
     """Everything the release script needs, none of it secret (env values travel on stdin).
 
-    `attempt` names one rollout attempt of `revision`: calling again with the same attempt (after a dropped
-    connection) waits for or reads that attempt's job; a new attempt (e.g. after `retry`) runs afresh unless
-    the revision already serves (Unchanged). `keep_images` are the images pruning must leave (the last
-    revisionHistoryLimit revisions and lastGood); the released image and the one serving are always kept.
+    `attempt` names one rollout attempt of `revision` (the controller's id for it): calling again with the same
+    attempt (after a dropped connection) waits for or reads that attempt's job; a new attempt (a retry, a drift
+    repair) runs afresh, and is a fast no-op (Unchanged) when the revision already serves.
+
+    `keep_images` are the images pruning must leave (the last revisionHistoryLimit revisions and lastGood); the
+    released image and the one serving are always kept.
     """
 
     uid: str
@@ -36,7 +38,7 @@ class ReleaseParams:
     image: str
     port: int
     host_dir: str
-    attempt: str = "1"
+    attempt: str
     health_path: str = "/health"
     probe_timeout_s: int = 5
     startup_timeout_s: int = 120

@@ -29,13 +29,19 @@ MANUAL_ANNOTATIONS = (ROLLBACK_TO, REQUESTED_AT, RETRY)
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="deploymind.io")
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.deploymind.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="deploymind.io", key="last-handled-configuration")
+        prefix="kopf.deploymind.io", key="last-handled-configuration")
     settings.posting.enabled = False  # Events come from condition changes only (StatusWriter)
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
     settings.networking.request_timeout = 30
+
+
+@kopf.on.login()
+def login(logger: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: the service account; elsewhere the kubeconfig, even one without credentials (the sandbox's)."""
+    return kopf.login_with_service_account(logger=logger, **kwargs) or kopf.login_with_kubeconfig(logger=logger, **kwargs)
 
 
 @kopf.index(*RESOURCE)
@@ -62,9 +68,9 @@ def secret_users(spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, 
 
 
 @kopf.daemon(*RESOURCE, cancellation_timeout=30.0)
-async def actor(stopped: kopf.DaemonStopped, meta: kopf.Meta, port_claims: kopf.Index[Any, Any],
-                **_: Any) -> None:
+async def actor(stopped: kopf.DaemonStopped, meta: kopf.Meta, **kwargs: Any) -> None:
     """The object's actor: rollouts and health ticks, one at a time, until the object goes away."""
+    port_claims: kopf.Index[Any, Any] = kwargs["port_claims"]
     rt = runtime()
     rt.hooks.port_claims = lambda host, port: list(port_claims.get((host, port), []))
     act = rt.actor(str(meta["namespace"]), str(meta["name"]))
@@ -88,8 +94,9 @@ def annotations_changed(meta: kopf.Meta, old: Any, new: Any, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "secrets")
-def secret_changed(meta: kopf.Meta, type: str | None, secret_users: kopf.Index[Any, Any], **_: Any) -> None:
+def secret_changed(meta: kopf.Meta, type: str, **kwargs: Any) -> None:
     """A rotated (or newly created) Secret redeploys the Deployments that read it."""
+    secret_users: kopf.Index[Any, Any] = kwargs["secret_users"]
     if type not in ("MODIFIED", "ADDED", "DELETED"):
         return
     rt = runtime()

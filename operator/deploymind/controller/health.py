@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import enum
 from dataclasses import dataclass
+from typing import Protocol
 
 from deploymind.api import reasons
 from deploymind.api.spec import DeploymentSpec
@@ -28,9 +29,22 @@ class Action(enum.Enum):
     """The container is missing, stopped or runs the wrong image: release the running revision again."""
 
 
+class Observed(Protocol):
+    """What the rules read of one health round trip (transport failures never get here: they are not probes)."""
+
+    @property
+    def probe_ok(self) -> bool: ...
+    @property
+    def latency_ms(self) -> float | None: ...
+    @property
+    def container_ok(self) -> bool: ...
+    @property
+    def detail(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Observation:
-    """One health round trip's findings (transport failures never get here: they are not failed probes)."""
+    """A plain Observed, for tests and callers without a host result."""
 
     probe_ok: bool
     latency_ms: float | None
@@ -57,12 +71,12 @@ def baking(status: DeploymentStatus) -> bool:
         status.last_good is None or status.last_good.id != status.revision.id)
 
 
-def decide(obs: Observation, failures: int, spec: DeploymentSpec, status: DeploymentStatus,
+def decide(obs: Observed, failures: int, spec: DeploymentSpec, status: DeploymentStatus,
            now: datetime.datetime) -> Decision:
     if not obs.container_ok:
         return Decision(Action.REPAIR, failures, False, reasons.CONTAINER_MISSING, obs.detail)
     if obs.probe_ok:
-        latency = f" in {obs.latency_ms:.0f} ms" if obs.latency_ms is not None else ""
+        latency = ""  # per-probe figures go to metrics: status changes only when something in it changes
         if baking(status) and status.bake_started_at is not None:
             elapsed = (now - parse_time(status.bake_started_at)).total_seconds()
             if elapsed >= spec.rollback.bake_seconds:

@@ -34,8 +34,8 @@ class HostLeases:
         self._duration = duration
         self._wait = wait
 
-    def _body(self, name: str, holder: str, host_key: str, rv: str | None = None) -> k8s.V1Lease:
-        stamp = _now()
+    def _body(self, name: str, holder: str, host_key: str, rv: str | None = None, held: bool = True) -> k8s.V1Lease:
+        stamp = _now() if held else None
         return k8s.V1Lease(
             metadata=k8s.V1ObjectMeta(name=name, namespace=self._namespace, resource_version=rv,
                                       annotations={"deploymind.io/host": host_key}),
@@ -52,6 +52,8 @@ class HostLeases:
             except Conflict:
                 return False
         spec = lease.spec
+        if spec is None:
+            return False
         expired = spec.renew_time is None or (
             spec.renew_time + datetime.timedelta(seconds=spec.lease_duration_seconds or self._duration) < _now())
         if spec.holder_identity not in (None, "", holder) and not expired:
@@ -67,8 +69,7 @@ class HostLeases:
         with contextlib.suppress(NotFound, Conflict):
             lease = await self._kube.get_lease(self._namespace, name)
             if lease.spec.holder_identity == holder:
-                body = self._body(name, "", host_key, lease.metadata.resource_version)
-                body.spec.renew_time = None
+                body = self._body(name, "", host_key, lease.metadata.resource_version, held=False)
                 await self._kube.replace_lease(self._namespace, name, body)
 
     @contextlib.asynccontextmanager

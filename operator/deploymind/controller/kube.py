@@ -6,14 +6,12 @@ import asyncio
 import base64
 import datetime
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes.client as k8s
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from deploymind.api import GROUP, PLURAL, VERSION
-
-R = TypeVar("R")
 
 
 class Conflict(Exception):
@@ -45,7 +43,7 @@ class Kube:
         self._core = k8s.CoreV1Api(api_client)
         self._coordination = k8s.CoordinationV1Api(api_client)
 
-    async def _call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except ApiException as e:

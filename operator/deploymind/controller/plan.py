@@ -75,7 +75,8 @@ def plan(status: DeploymentStatus, annotations: dict[str, str], desired: Desired
 
     for failed in status.failed_revisions:
         if failed.id == desired.revision:
-            raise Stalled(reasons.REVISION_QUARANTINED,
+            # A revert keeps its reason (phase RolledBack) on every later resync, not only the first.
+            raise Stalled(reasons.ROLLED_BACK if failed.reason == reasons.ROLLED_BACK else reasons.REVISION_QUARANTINED,
                           f"revision {desired.revision} failed ({failed.reason}) at {failed.at} and is quarantined; "
                           f"the host keeps running {status.revision.id if status.revision else 'what it had'}. "
                           f"Change the spec or push a fix, or set annotation {RETRY}=<new token> to try it again")

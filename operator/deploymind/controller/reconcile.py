@@ -97,6 +97,8 @@ class Runner:
             outcome = Outcome(waiting_reason=e.reason, waiting_message=e.message, baking=rules.baking(status))
             result = RolloutResult(retry=True)
         self._outcome = outcome
+        log.info("%s/%s: reconciled (%s): %s", meta["namespace"], meta["name"], trigger,
+                 outcome.stalled_reason or outcome.waiting_reason or "ok")
         status.observed_generation = meta.get("generation")
         await self._write(status, conds, outcome)
         self._hooks.emit("reconcile_finished", namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
@@ -224,10 +226,10 @@ class Runner:
     # ------------------------------------------------------------------ health tick
     def tick_delay(self) -> float:
         if self.spec is None:
-            return self._settings.backoff_max_seconds
+            return float(self._settings.backoff_max_seconds)
         period = float(self.spec.probe_period)
         if self._unreachable:
-            return min(period * 2 ** self._unreachable, self._settings.backoff_max_seconds)
+            return float(min(period * 2 ** self._unreachable, self._settings.backoff_max_seconds))
         return period
 
     async def tick(self, obj: dict[str, Any]) -> None:
@@ -254,13 +256,13 @@ class Runner:
             return
         self._unreachable = 0
         self._hooks.emit("health", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, ok=observation.probe_ok,
-                         latency_ms=observation.latency_ms, stats=health.stats_of(observation))
+                         latency_ms=observation.latency_ms, stats=observation.result.stats)
         if self.spec.suspend:
             conds.set(ConditionType.HEALTHY, T if observation.probe_ok else F,
                       reasons.HEALTHY if observation.probe_ok else reasons.UNHEALTHY, observation.detail)
             await self._write(status, conds, Outcome(suspended=True))
             return
-        decision = rules.decide(observation.as_rule_input(), self._failures, self.spec, status,
+        decision = rules.decide(observation, self._failures, self.spec, status,
                                 datetime.datetime.now(datetime.UTC))
         self._failures = decision.failures
         try:

@@ -1,1 +1,1 @@
-"""history"""
+"""Durable deployment history: records (what), store (SQL), recorder (non-blocking writes), http (read-only API)."""

@@ -7,7 +7,14 @@ counted (deploymind_history_dropped_records_total). When the database is down th
 backoff, and writes everything buffered when the database answers again. Migrations run in the same task
 before the first write, so a database that is down at startup delays history, not the operator.
 
-Call `record`, `probe` and `forget` from the event loop's thread (the controller's handlers run there).
+`record` may be called from any thread; `probe` and `forget` from the event loop's thread (the controller's
+handlers run there). Wiring, at operator start and stop:
+
+    recorder = HistoryRecorder.from_settings(HistorySettings.from_env(state_dir), METRICS)
+    recorder.start()                     # returns at once; migrations and writes happen in the background
+    add_history_routes(app, recorder.store)
+    ...
+    await recorder.stop()
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from deploymind.history.aggregate import HealthAggregator
+from deploymind.history.config import HistorySettings
 from deploymind.history.records import Record, utcnow
 from deploymind.history.store import HistoryStore
 from deploymind.metrics import Metrics
@@ -72,9 +80,14 @@ class HistoryRecorder:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._unavailable_since: float | None = None
         self._migrated = False
         self.dropped = 0
+
+    @classmethod
+    def from_settings(cls, settings: HistorySettings, metrics: Metrics) -> HistoryRecorder:
+        return cls(HistoryStore(settings.database_url), metrics, retention=timedelta(days=settings.retention_days))
 
     # The controller's one-liners.
 
@@ -86,9 +99,22 @@ class HistoryRecorder:
                 self._count_dropped(1)
             self._buffer.append(record)
             self._idle.clear()
-            self._wake.set()
+            self._wake_writer()
         except Exception:  # history must never fail a reconcile; losing one record is the lesser harm
             logger.exception("could not queue a history record; it is lost")
+
+    def _wake_writer(self) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # not started yet: start() finds the buffer non-empty
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self._wake.set()
+        else:  # recorded from a worker thread: asyncio.Event is not thread-safe
+            loop.call_soon_threadsafe(self._wake.set)
 
     def probe(
         self,
@@ -148,7 +174,8 @@ class HistoryRecorder:
     def start(self) -> None:
         """Start the writer task on the running loop (migrations run first, inside it); returns at once."""
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="history-writer")
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._run(), name="history-writer")
 
     async def wait_flushed(self, within: float) -> bool:
         """Wait until every queued record is written; False if that did not happen `within` seconds."""

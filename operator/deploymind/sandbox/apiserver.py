@@ -168,7 +168,10 @@ class ApiServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self._requested_port))
         self._port = int(sock.getsockname()[1])
-        self._runner = aiohttp.web.ServerRunner(aiohttp.web.Server(emulator), handle_signals=False)
+        # A client that disconnects ends its watch at once (not at its timeout), and stopping does not wait
+        # for open watches: they are cancelled after a short grace period.
+        server = aiohttp.web.Server(emulator, handler_cancellation=True)
+        self._runner = aiohttp.web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         await aiohttp.web.SockSite(self._runner, sock).start()
 

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from kubernetes import config, dynamic
-from kubernetes.dynamic.exceptions import ApiException, ConflictError
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import ConflictError
 
 
 def apply_documents(kubeconfig: str, docs: Sequence[dict[str, Any]]) -> list[str]:
@@ -38,7 +39,7 @@ def _message(e: ApiException) -> str:
     import json
 
     try:
-        return str(json.loads(e.body).get("message", e.reason))
+        return str(json.loads(e.body or "{}").get("message", e.reason))
     except (TypeError, ValueError):
         return str(e.reason)
 

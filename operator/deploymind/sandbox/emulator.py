@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from deploymind.sandbox import api_errors, openapi, patches, protobuf, tables
+from deploymind.sandbox import field_errors as fe
 from deploymind.sandbox.admission import STRICT, WARN, admit, warning_header
 from deploymind.sandbox.api_errors import ApiError
 from deploymind.sandbox.kmock_boundary import Call, EmulatorBase, Key, Reply
@@ -169,7 +170,7 @@ class RealisticEmulator(EmulatorBase):
         if not meta.get("name") and meta.get("generateName"):
             suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
             meta["name"] = f"{meta['generateName']}{suffix}"
-        if rt.has_status and rt.key != NAMESPACE_KEY:
+        if rt.has_status:
             obj.pop("status", None)  # status is written through its subresource only
         for k in _SERVER_MANAGED:
             if k not in ("name", "namespace"):
@@ -225,7 +226,8 @@ class RealisticEmulator(EmulatorBase):
         if cur_meta.get("deletionTimestamp"):
             added = set(new_meta.get("finalizers") or ()) - set(cur_meta.get("finalizers") or ())
             if added:
-                raise api_errors.invalid(rt.kind, rt.group, cur_meta["name"], [api_errors_forbidden_finalizers()])
+                raise api_errors.invalid(rt.kind, rt.group, cur_meta["name"], [fe.forbidden(
+                    "metadata.finalizers", "no new finalizers can be added if the object is being deleted")])
         warnings = admit(rt, new, current, field_validation=options.field_validation,
                          subresource=options.subresource)
         _complete_builtin(rt, new)
@@ -418,13 +420,6 @@ class RealisticEmulator(EmulatorBase):
         return self._rv
 
 
-def api_errors_forbidden_finalizers() -> Any:
-    from deploymind.sandbox import field_errors
-
-    return field_errors.forbidden("metadata.finalizers", "no new finalizers can be added if the object is being "
-                                                         "deleted")
-
-
 def _complete_builtin(rt: ResourceType, obj: JsonObj) -> None:
     """Fields the apiserver's built-in strategies fill in."""
     if rt.key == NAMESPACE_KEY:
@@ -432,7 +427,7 @@ def _complete_builtin(rt: ResourceType, obj: JsonObj) -> None:
         if not obj["metadata"].get("deletionTimestamp"):
             obj["status"] = {"phase": "Active"}
         obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
-    elif rt.key == CRD_KEY:
+    elif rt.key == CRD_KEY and not obj.get("status"):
         names = (obj.get("spec") or {}).get("names") or {}
         obj["status"] = {
             "acceptedNames": names,

@@ -30,7 +30,8 @@ class StatusPrinter:
         self._last: dict[str, str] = {}
 
     def poll(self) -> list[str]:
-        items = self._api.list_cluster_custom_object(GROUP, VERSION, PLURAL).get("items", [])
+        listing: dict[str, Any] = self._api.list_cluster_custom_object(GROUP, VERSION, PLURAL)  # type: ignore[assignment]
+        items = listing.get("items", [])
         lines = []
         for obj in items:
             key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"

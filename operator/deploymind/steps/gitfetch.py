@@ -135,8 +135,7 @@ async def fetch_tarball(
                 if any(marker in err.lower() for marker in _MISSING_COMMIT_MARKERS):
                     raise GitFetchError(
                         REF_NOT_FOUND,
-                        f"{_redact(remote, token)} has no commit {sha}: check source.ref (was the commit force-pushed "
-                        "away?)",
+                        f"{_redact(remote, token)} has no commit {sha}: check source.ref (was the commit force-pushed away?)",
                     )
                 raise _classify(err, remote, token)
             partial = work / "archive.tar"
@@ -177,7 +176,13 @@ def askpass(token: str) -> Iterator[dict[str, str]]:
 @contextlib.contextmanager
 def _git_env(token: str | None) -> Iterator[dict[str, str]]:
     """The environment for one git run: the operator's own Git configuration and prompts are out of play."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("GIT_", "SSH_ASKPASS"))}
+    # Git's TLS settings (a CA bundle, say) pass through; every other GIT_* variable could redirect the run
+    # (GIT_DIR, GIT_CONFIG_*), prompt, or trace request headers into logs (GIT_TRACE_CURL).
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.startswith("GIT_SSL_") or not key.startswith(("GIT_", "SSH_ASKPASS"))
+    }
     env.update(
         GIT_TERMINAL_PROMPT="0",
         GIT_CONFIG_NOSYSTEM="1",

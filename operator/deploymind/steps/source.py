@@ -9,7 +9,6 @@ from __future__ import annotations
 from deploymind.api import reasons
 from deploymind.api.conditions import F, T
 from deploymind.api.status import ConditionType
-from deploymind.commands import git
 from deploymind.steps import gitfetch
 from deploymind.steps.context import Desired, StepContext
 from deploymind.steps.errors import Stalled, Waiting
@@ -27,7 +26,7 @@ async def source(ctx: StepContext) -> None:
         return
     assert ctx.spec.source is not None  # the model guarantees exactly one of source and image
     src = ctx.spec.source
-    url = git.repo_url(src.repo)
+    url = src.repo  # gitfetch normalizes it (owner/name → GitHub) and refuses what is no repository
     try:
         commit = await gitfetch.resolve_ref(url, src.ref, token=ctx.token, timeout=ctx.settings.git_timeout_seconds)
         tarball = await gitfetch.fetch_tarball(url, commit, token=ctx.token, cache_dir=ctx.settings.source_cache,

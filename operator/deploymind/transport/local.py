@@ -21,9 +21,7 @@ class LocalTransport:
 
     name = "local"
 
-    def __init__(
-        self, env: Mapping[str, str] | None = None, *, shell: str = "/bin/sh", inherit_env: bool = True
-    ) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, *, shell: str = "/bin/sh", inherit_env: bool = True) -> None:
         base = dict(os.environ) if inherit_env else {}
         self._env = {**base, **(env or {})}
         self._shell = shell

@@ -200,8 +200,7 @@ class SSHTransport:
         outcome = "the script's outcome is unknown" if started else "the script did not start"
         return TransportError(
             TARGET_UNREACHABLE,
-            f"the connection to {self._where()} broke ({_describe(error)}); {outcome}: it is retried when the host "
-            "answers again",
+            f"the connection to {self._where()} broke ({_describe(error)}); {outcome}: it is retried when the host answers again",
         )
 
     def _where(self) -> str:

@@ -131,7 +131,7 @@ restore() {
   dm_rename "$aside" "$stable" && dm_start "$stable" > /dev/null
 }
 
-exec 9>> "$lock_file"
+exec 9>> "$lock_file" || finish Failed "cannot open the host lock $lock_file: make it writable by the login user"
 flock -w "$lock_timeout" 9 || finish Failed "another release held the host lock for ${lock_timeout} s: retry later"
 
 # A job killed in the middle of a switch leaves the old container aside: put it back first.

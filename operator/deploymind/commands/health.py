@@ -1,0 +1,52 @@
+"""The health tick's script (DESIGN §3.5) and the restart used after the bake: one round trip each.
+
+The health script probes the app's health endpoint, inspects the stable container (never its env: that holds
+secret values) and samples its CPU and memory. `parse_health` and `parse_restart` (commands.results) read the
+JSON lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deploymind.commands import docker, hostpaths, shell
+
+
+@dataclass(frozen=True)
+class HealthParams:
+    """Which container and endpoint to check; `image` is what the container should run."""
+
+    uid8: str
+    image: str
+    port: int
+    health_path: str = "/health"
+    probe_timeout_s: int = 5
+
+
+def health_script(params: HealthParams) -> str:
+    """A script printing one JSON line (results.HealthResult); no stdin."""
+    uid8 = hostpaths.check_name("uid", params.uid8)
+    if not params.health_path.startswith("/"):
+        raise ValueError(f"health path {params.health_path!r} must start with '/'")
+    stable = docker.stable_name(uid8)
+    header = shell.assignments(
+        {
+            "image": params.image,
+            "port": params.port,
+            "health_path": params.health_path,
+            "probe_timeout": params.probe_timeout_s,
+        }
+    )
+    header += shell.function("dm_inspect", [docker.inspect(stable)], "the stable container as JSON")
+    header += shell.function("dm_image_id", [docker.image_id(params.image)], "id of the expected image")
+    header += shell.function("dm_stats", [docker.stats(stable)], "one CPU/memory sample as JSON")
+    return shell.bash(header + shell.body("lib") + shell.body("health"))
+
+
+def restart_script(uid8: str) -> str:
+    """A script restarting `dm-<uid8>` and printing one JSON line (results.RestartResult); no stdin."""
+    stable = docker.stable_name(hostpaths.check_name("uid", uid8))
+    header = shell.assignments({"stable": stable})
+    header += shell.function("dm_state", [docker.state(stable)], "fails when the container is absent")
+    header += shell.function("dm_restart", [docker.restart(stable)], "restart the stable container")
+    return shell.bash(header + shell.body("lib") + shell.body("restart"))

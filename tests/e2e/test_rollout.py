@@ -1,0 +1,71 @@
+"""A Deployment applied with kubectl becomes a container on a real Docker engine, verified before it serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from dm import Cluster, Operator, http_get, ready, wait_for
+
+from world.apps import AppRepo, Health
+from world.ports import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def deployment(name: str, repo: AppRepo, port: int, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "source": {"repo": repo.url, "ref": "main"},
+        "target": {"transport": "local"},
+        "container": {"port": port},
+        "healthCheck": {"path": "/health", "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3,
+                        "startupTimeoutSeconds": 15},
+        "rollback": {"auto": True, "bakeSeconds": 5},
+    }
+    for key, value in spec.items():
+        body[key] = {**body.get(key, {}), **value} if isinstance(value, dict) else value
+    return {"apiVersion": "deploymind.io/v1alpha1", "kind": "Deployment", "metadata": {"name": name}, "spec": body}
+
+
+def test_a_good_revision_becomes_ready_and_the_app_answers(cluster: Cluster, operator: Operator,
+                                                          app_repo: AppRepo) -> None:
+    port = free_port()
+    cluster.apply(deployment("web", app_repo, port))
+    status = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "phase Deployed")
+    assert ready(status) == "True/Deployed"
+    assert status["revision"]["commit"] == app_repo.head()
+    assert status["lastGood"]["id"] == status["revision"]["id"]
+    assert http_get(port) == (200, "revision 1\n")
+    types = {c["type"]: c["status"] for c in status["conditions"]}
+    assert types["SourceReady"] == types["Built"] == types["Released"] == types["Healthy"] == "True"
+    assert "Reconciling" not in types and "Stalled" not in types
+    assert status["observedGeneration"] == cluster.get("web")["metadata"]["generation"]
+
+
+def test_a_revision_failing_health_is_refused_while_the_old_one_keeps_serving(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo) -> None:
+    port = free_port()
+    cluster.apply(deployment("web", app_repo, port))
+    first = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "first revision deployed")
+    bad = app_repo.commit_revision(Health.UNHEALTHY)
+    cluster.annotate("web", "deploymind.io/requested-at", "push-1")
+    failures = 0
+    probes = 0
+
+    def refused(status: dict[str, Any]) -> bool:
+        nonlocal failures, probes
+        probes += 1
+        if http_get(port)[0] != 200:
+            failures += 1
+        return any(f["commit"] == bad for f in status.get("failedRevisions", []))
+
+    status = cluster.wait_status("web", refused, 90, "the bad revision quarantined")
+    assert failures == 0 and probes > 0
+    assert status["revision"]["id"] == first["revision"]["id"]
+    assert ready(status) == "False/RevisionQuarantined"
+    assert "CandidateUnhealthy" in status["failedRevisions"][0]["reason"]
+    assert http_get(port) == (200, "revision 1\n")
+    # a redeploy request does not bring the quarantined revision back
+    cluster.annotate("web", "deploymind.io/requested-at", "push-2")
+    wait_for(lambda: cluster.status("web").get("lastHandledReconcileAt") == "push-2", 30, "push-2 handled")
+    assert cluster.status("web")["revision"]["id"] == first["revision"]["id"]

@@ -1,0 +1,64 @@
+"""The controller's hook events become history rows and metric updates through one listener."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploymind.history.listener import HistoryListener
+from deploymind.history.recorder import HistoryRecorder
+from deploymind.history.store import HistoryStore
+from deploymind.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class Stats:  # the shape of commands.results.Stats
+    cpu_percent: float
+    memory_bytes: int
+
+
+async def test_a_rollout_and_a_revert_told_through_hooks_leave_rows_and_metrics(tmp_path: Path) -> None:
+    metrics = Metrics()
+    recorder = HistoryRecorder(HistoryStore(f"sqlite:///{tmp_path}/h.sqlite3"), metrics)
+    recorder.start()
+    listen = HistoryListener(recorder, metrics)
+    obj = {"namespace": "shop", "name": "web", "uid": "uid-web"}
+
+    listen("rollout_started", {**obj, "trigger": "Webhook", "revision": "aaaaaaaaaaaa-11111111", "generation": 4})
+    listen("step", {"uid": "uid-web", "step": "build", "status": "Succeeded", "reason": "Built", "seconds": 2.5})
+    listen(
+        "rollout_finished",
+        {**obj, "revision": "aaaaaaaaaaaa-11111111", "result": "Succeeded", "reason": "Released", "seconds": 12.0},
+    )
+    listen("reconcile_finished", {**obj, "stalled": None, "waiting": None, "seconds": 12.5})
+    listen("health", {**obj, "ok": True, "latency_ms": 8.0, "stats": Stats(cpu_percent=12.5, memory_bytes=4096)})
+    listen("health", {**obj, "ok": False, "latency_ms": None, "stats": None})
+    listen(
+        "revert",
+        {
+            **obj,
+            "from_revision": "aaaaaaaaaaaa-11111111",
+            "to_revision": "bbbbbbbbbbbb-22222222",
+            "reason": "3 consecutive failures",
+        },
+    )
+    listen("transport_call", {"transport": "ssh", "error_reason": "TargetUnreachable"})
+    listen("something_new", {"whatever": 1})
+    listen("forget", {"namespace": "shop", "name": "web"})
+    assert await recorder.wait_flushed(within=10)
+    await recorder.stop()
+
+    history = recorder.store.history("shop", "web")
+    assert history is not None
+    [entry] = history.rollouts
+    assert (entry.attempt.trigger, entry.attempt.generation, entry.attempt.result) == ("Webhook", 4, "Succeeded")
+    assert [(s.step, s.status, s.duration_seconds) for s in entry.steps] == [("build", "Succeeded", 2.5)]
+    [revert] = history.reverts
+    assert (revert.reason, revert.message, revert.attempt_id) == ("RolledBack", "3 consecutive failures", entry.attempt.id)
+    [window] = recorder.store.health_windows("uid-web")
+    assert (window.probes_ok, window.probes_failed, window.cpu_ratio, window.memory_bytes) == (1, 1, 0.125, 4096)
+    sample = metrics.registry.get_sample_value
+    assert sample("deploymind_rollouts_total", {"result": "Succeeded"}) == 1
+    assert sample("deploymind_reconcile_total", {"result": "Succeeded"}) == 1
+    assert sample("deploymind_transport_errors_total", {"transport": "ssh", "reason": "TargetUnreachable"}) == 1
+    assert sample("deploymind_reverts_total", {"namespace": "shop", "name": "web"}) is None  # forgotten on delete
