@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 
 import pytest
@@ -50,21 +51,32 @@ def test_every_script_is_valid_bash(name: str) -> None:
 
 
 def test_the_release_job_written_on_the_host_is_valid_bash() -> None:
-    text = inner(release_script(RELEASE))
-    job = text.split("<<'DM_END'\n", 1)[1].split("\nDM_END\n", 1)[0]
+    job = _job(release_script(RELEASE))
     checked = subprocess.run(["bash", "-n", "-c", job], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr
     assert "dm_run_candidate()" in job and "flock -w" in job
+
+
+def _job(script: str) -> str:
+    return inner(script).split("<<'DM_END'\n", 1)[1].split("\nDM_END\n", 1)[0]
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed (apt-get install shellcheck)")
+@pytest.mark.parametrize("name", [*sorted(ALL_SCRIPTS), "release_job"])
+def test_scripts_pass_shellcheck(name: str) -> None:
+    text = _job(ALL_SCRIPTS["release"]) if name == "release_job" else inner(ALL_SCRIPTS[name])
+    # SC2034/SC2154: the foreground and the job share one generated header, so each sees names only the other uses.
+    checked = subprocess.run(
+        ["shellcheck", "--shell=bash", "--severity=warning", "--exclude=SC2034,SC2154", "-"],
+        input=text, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout
 
 
 def test_release_header_is_exactly_the_parameters() -> None:
     text = inner(release_script(RELEASE))
     assert text.startswith(
         "# Parameters of this release (generated).\n"
-        f"uid={UID}\n"
-        "uid8=0123abcd\n"
-        "namespace=shop\n"
-        "name=web\n"
         "revision=1a2b3c4d5e6f-9z8y7x6w\n"
         "attempt=try-1\n"
         "image=deploymind/0123abcd:1a2b3c4d5e6f-9z8y7x6w\n"
@@ -138,11 +150,16 @@ def test_hostile_names_reach_bash_unchanged(hostile: str) -> None:
     )  # fmt: skip
     text = inner(release_script(params))
     header = text.split("# Writes the detached job's script", 1)[0]
-    echoed = subprocess.run(
-        ["bash", "-c", header + 'printf "%s\\n%s\\n%s" "$namespace" "$name" "$health_path"'],
+    # A stand-in `docker` prints the argv it gets, NUL-separated: exactly what the real CLI would receive.
+    shown = subprocess.run(
+        ["bash", "-c", header + 'docker() { printf "%s\\0" "$@"; }\nenv_file=/e\ndm_run_stable\nprintf "%s" "$health_path"'],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert echoed.stdout == f"{hostile}\n{hostile}\n/health?x={hostile}"
+    *argv, health_path = shown.stdout.split("\0")
+    assert f"deploymind.io/namespace={hostile}" in argv
+    assert f"deploymind.io/name={hostile}" in argv
+    assert argv[-5:] == ["--env-file", "/e", "--env", "PORT=8080", "img:1"]
+    assert health_path == f"/health?x={hostile}"
 
 
 def test_a_value_containing_the_heredoc_marker_cannot_end_the_job_early() -> None:

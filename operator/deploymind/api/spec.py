@@ -118,7 +118,7 @@ class Build(ApiModel):
     """How the image is built from the source tree."""
 
     dockerfile: str = Field(default="Dockerfile", pattern=RELATIVE_PATH, max_length=255)
-    """Path of the Dockerfile, relative to the repository root."""
+    """Path of the Dockerfile, relative to `context` (as in Docker Compose)."""
     context: str = Field(default=".", pattern=RELATIVE_PATH, max_length=255)
     """Build context directory, relative to the repository root."""
 

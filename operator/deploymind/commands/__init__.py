@@ -1,1 +1,1 @@
-"""commands"""
+"""Commands as data: argv lists and host scripts, built without I/O and run by a transport."""

@@ -72,10 +72,6 @@ def _header(params: ReleaseParams) -> str:
         raise ValueError(f"port {params.port} is not a TCP port")
     rel_dir = hostpaths.release_dir(host_dir, uid8, revision)
     values: dict[str, str | int | float] = {
-        "uid": params.uid,
-        "uid8": uid8,
-        "namespace": params.namespace,
-        "name": params.name,
         "revision": revision,
         "attempt": params.attempt,
         "image": params.image,

@@ -1,1 +1,1 @@
-"""sandbox"""
+"""The embedded Kubernetes API emulator, the private Docker engine and `deploymind sandbox`."""

@@ -67,19 +67,19 @@ wait_healthy() {
 
 # TCP ports something listens on, from the kernel's tables (no ss/netstat needed).
 listening_ports() {
-  local f sl local_addr rem st rest
+  local f local_addr st
   for f in /proc/net/tcp /proc/net/tcp6; do
     [ -r "$f" ] || continue
-    while read -r sl local_addr rem st rest; do
+    while read -r _ local_addr _ st _; do
       [ "$st" = 0A ] && echo $(( 16#${local_addr##*:} ))
     done < <(tail -n +2 "$f")
   done
 }
 
 pick_port() {
-  local used p i
+  local used p _
   used=" $(listening_ports | tr '\n' ' ') "
-  for i in $(seq 1 100); do
+  for _ in $(seq 1 100); do
     p=$(( 20000 + RANDOM % 12000 ))
     [ "$p" = "$port" ] && continue
     case $used in *" $p "*) continue ;; esac
