@@ -21,10 +21,10 @@ from deploymind.api.conditions import Conditions, F, Outcome, T, U, now, summari
 from deploymind.api.spec import DeploymentSpec
 from deploymind.api.status import ConditionType, DeploymentStatus, FailedRevision, Revision, RevisionRef
 from deploymind.controller import health as rules
-from deploymind.controller.hooks import Hooks
+from deploymind.controller.hooks import Hooks, ReportingTransport, StepReporter
 from deploymind.controller.hostlease import HostLeases
 from deploymind.controller.kube import Kube
-from deploymind.controller.plan import REQUESTED_AT, Plan, plan
+from deploymind.controller.plan import REQUESTED_AT, ROLLBACK_TO, Plan, plan
 from deploymind.controller.status_writer import StatusWriter
 from deploymind.controller.targets import Inputs, host_key, open_transport, resolve_inputs, transport_signature
 from deploymind.settings import Settings
@@ -61,6 +61,7 @@ class Runner:
         self._outcome = Outcome()
         self._failures = 0
         self._unreachable = 0
+        self._phase: str | None = None
 
     def refresh(self, obj: dict[str, Any]) -> None:
         self.writer.refresh(obj)
@@ -122,13 +123,13 @@ class Runner:
         if self._transport is None or signature != self._signature:
             if self._transport is not None:
                 await self._transport.close()
-            self._transport = open_transport(spec, inputs, self._settings)
+            self._transport = ReportingTransport(open_transport(spec, inputs, self._settings), self._hooks)
             self._signature = signature
         meta = obj["metadata"]
         return StepContext(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"],
                            generation=meta.get("generation", 1), spec=spec, status=status, conditions=conds,
                            settings=self._settings, transport=self._transport, host_key=host_key(spec, self._settings),
-                           env=inputs.env, token=inputs.token)
+                           env=inputs.env, token=inputs.token, reporter=StepReporter(self._hooks, meta["uid"]))
 
     async def _rollout(self, obj: dict[str, Any], spec: DeploymentSpec, status: DeploymentStatus, conds: Conditions,
                        annotations: dict[str, str], trigger: str, redeploy: bool,
@@ -142,7 +143,9 @@ class Runner:
             await self._write(status, conds, Outcome(in_progress=True))
             await checkpoint()
 
+        source_started = time.monotonic()
         await source(ctx)
+        source_seconds = time.monotonic() - source_started
         assert ctx.desired is not None
         status.desired_revision = ctx.desired.revision
         the_plan = plan(status, annotations, ctx.desired, redeploy)
@@ -151,12 +154,25 @@ class Runner:
         self._check_port(ctx)
         ctx.checkpoint = progress
         await ctx.safe_point()
+        env_names, env_hash = self._hooks.env_fingerprint(ctx.env)  # names and a keyed hash only, never values
+        detail = (f"{ROLLBACK_TO}={annotations.get(ROLLBACK_TO)}" if the_plan.pinned
+                  else f"{REQUESTED_AT}={annotations.get(REQUESTED_AT)}" if redeploy else "")
         self._hooks.emit("rollout_started", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, trigger=trigger,
-                         revision=the_plan.target.revision, generation=ctx.generation)
+                         revision=the_plan.target.revision, generation=ctx.generation, trigger_detail=detail,
+                         commit=the_plan.target.commit or "", image=the_plan.target.image,
+                         digest=the_plan.target.digest or "", env_names=env_names, env_hash=env_hash,
+                         strategy=str(spec.strategy.type))
+        self._hooks.emit("step", uid=ctx.uid, step="source", status="Succeeded", reason=reasons.RESOLVED,
+                         seconds=source_seconds)
         started = time.monotonic()
         try:
             async with self._leases.hold(ctx.host_key, ctx.uid):
                 await self._release(ctx, the_plan)
+        except Superseded:
+            self._hooks.emit("rollout_finished", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid,
+                             revision=the_plan.target.revision, result="Superseded", reason="Superseded",
+                             seconds=time.monotonic() - started)
+            raise
         except (Stalled, Waiting, TransportError) as e:
             self._hooks.emit("rollout_finished", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid,
                              revision=the_plan.target.revision, result="Failed", reason=getattr(e, "reason", ""),
@@ -248,6 +264,7 @@ class Runner:
             observation = await health.probe(ctx)
         except TransportError as e:
             self._unreachable += 1
+            self._hooks.emit("health", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, unreachable=True)
             conds.set(ConditionType.HEALTHY, U, e.reason, e.message)
             await self._write(status, conds, Outcome(waiting_reason=e.reason, waiting_message=e.message,
                                                      baking=rules.baking(status),
@@ -324,6 +341,10 @@ class Runner:
         status.phase = summarize(conds, outcome)
         status.conditions = conds.as_list()
         await self.writer.write(status)
+        if status.phase is not None and status.phase != self._phase:  # also after a restart: metrics start empty
+            self._phase = status.phase
+            meta = self.writer.obj["metadata"]
+            self._hooks.emit("phase", namespace=meta["namespace"], name=meta["name"], phase=str(status.phase))
 
     async def close(self) -> None:
         if self._transport is not None:

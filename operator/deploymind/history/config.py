@@ -10,6 +10,8 @@ from typing import Final
 
 DATABASE_URL_ENV: Final = "DEPLOYMIND_DATABASE_URL"
 RETENTION_DAYS_ENV: Final = "DEPLOYMIND_HISTORY_RETENTION_DAYS"
+KEY_FILE_ENV: Final = "DEPLOYMIND_HISTORY_KEY_FILE"
+KEY_FILE: Final = "history-env.key"
 DEFAULT_RETENTION_DAYS: Final = 90
 SQLITE_FILE: Final = "history.sqlite3"
 
@@ -25,6 +27,8 @@ class HistoryConfigError(ValueError):
 @dataclass(frozen=True)
 class HistorySettings:
     database_url: str
+    key_file: Path
+    """The HMAC key of env fingerprints (history.envkey); replicas sharing a database should share it too."""
     retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
@@ -43,4 +47,5 @@ class HistorySettings:
                 "InvalidRetention",
                 f"{RETENTION_DAYS_ENV}={raw_days!r} is not a whole number of days >= 1; set it to e.g. 90.",
             )
-        return cls(database_url=url, retention_days=days)
+        key_file = Path(env.get(KEY_FILE_ENV, "").strip() or state_dir / KEY_FILE)
+        return cls(database_url=url, key_file=key_file, retention_days=days)

@@ -8,6 +8,7 @@ Events and the fields it reads (anything else is ignored; a missing field gets a
   rollout_finished  namespace, name, uid, revision, result, reason, seconds [, message, strategy]
   step              uid, step, status, reason, seconds [, message]     (joined to the uid's open attempt)
   reconcile_finished  stalled, waiting, seconds [, error]
+  phase             namespace, name, phase      (the object's status.phase, when it changes)
   health            namespace, name, uid, ok, latency_ms, stats (.cpu_percent, .memory_bytes) [, unreachable]
   revert            namespace, name, uid, from_revision, to_revision, reason
   transport_call    transport [, error_reason]
@@ -130,6 +131,9 @@ class HistoryListener:
         else:
             result = RECONCILE_SUCCEEDED
         self._metrics.reconcile_finished(result, _float(f, "seconds") or 0.0)
+
+    def _on_phase(self, f: dict[str, object]) -> None:
+        self._metrics.set_phase(_str(f, "namespace"), _str(f, "name"), _str(f, "phase"))
 
     def _on_health(self, f: dict[str, object]) -> None:
         uid, namespace, name = _str(f, "uid"), _str(f, "namespace"), _str(f, "name")

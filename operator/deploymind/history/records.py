@@ -4,20 +4,25 @@ Every record is keyed by the Kubernetes object's `metadata.uid` (the deployment'
 name travel beside it so the history of a deleted object stays readable. Env values are never recorded: an
 attempt carries the env names and a hash of the env set (see `env_fingerprint`).
 
-The string enums below (triggers, results, step names and statuses, phases) live here until the API model
-(`deploymind.api`) owns them; everything else imports them from this one place.
+Phases, severities and transports come from the API model (`deploymind.api`), the one source of their spelling;
+the enums the API does not define (triggers, results, step names and statuses, probe results) live here, and
+everything else imports them from this one place.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
+
+from deploymind.api.spec import Severity, Transport
+from deploymind.api.status import Phase
 
 # What started a rollout attempt. `trigger_detail` says more: the delivery id for Webhook,
 # `<annotation>=<value>` for Manual (annotation: rollback-to, requested-at or retry).
@@ -27,6 +32,7 @@ TRIGGER_DRIFT: Final = "Drift"
 TRIGGER_MANUAL: Final = "Manual"
 TRIGGER_RESUME: Final = "Resume"
 TRIGGER_SECRET_ROTATION: Final = "SecretRotation"
+TRIGGER_POLL: Final = "Poll"  # the source poll found a new commit
 TRIGGERS: Final = (
     TRIGGER_SPEC_CHANGE,
     TRIGGER_WEBHOOK,
@@ -34,6 +40,7 @@ TRIGGERS: Final = (
     TRIGGER_MANUAL,
     TRIGGER_RESUME,
     TRIGGER_SECRET_ROTATION,
+    TRIGGER_POLL,
 )
 
 # How a rollout attempt ended (also the `result` label of deploymind_rollouts_total).
@@ -59,21 +66,13 @@ STEP_SKIPPED: Final = "Skipped"
 STEP_STATUSES: Final = (STEP_RUNNING, STEP_SUCCEEDED, STEP_FAILED, STEP_SKIPPED)
 
 # status.phase, one spelling everywhere (also the `phase` label of deploymind_phase).
-PHASES: Final = (
-    "Pending",
-    "Scanning",
-    "Building",
-    "Deploying",
-    "Baking",
-    "Deployed",
-    "Degraded",
-    "Failed",
-    "RolledBack",
-    "Suspended",
-)
+PHASES: Final = tuple(phase.value for phase in Phase)
 
 # Trivy severities, highest first (the `severity` label of deploymind_scan_findings).
-SEVERITIES: Final = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
+SEVERITIES: Final = tuple(severity.value for severity in reversed(Severity))
+
+# spec.target.transport (the `transport` label of deploymind_transport_calls_total).
+TRANSPORTS: Final = tuple(transport.value for transport in Transport)
 
 # The outcome of one health probe (the `result` label of deploymind_health_checks_total). Unreachable is a
 # transport failure: it is counted, but it is never a failed probe.
@@ -92,14 +91,17 @@ def new_attempt_id() -> str:
     return uuid.uuid4().hex
 
 
-def env_fingerprint(env: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
-    """The sorted env names and a sha256 of the whole set (names and values); the values themselves are dropped.
+def env_fingerprint(env: Mapping[str, str], key: bytes) -> tuple[tuple[str, ...], str]:
+    """The sorted env names and an HMAC-SHA256 of the whole set (names and values) under `key`; values are dropped.
 
-    The hash tells two attempts' environments apart without storing a secret; it is salted with nothing, so it
-    must never leave the history store for a place where low-entropy values could be guessed against it.
+    The hash tells two attempts' environments apart without storing a secret. It is keyed (the operator's key
+    file, `history.envkey`) because a bare hash of a low-entropy value (a PIN, a short password) can be found by
+    guessing: without the key, a reader of the history database cannot test guesses against it.
     """
+    if not key:
+        raise ValueError("env_fingerprint needs a non-empty key; load it with history.envkey.load_or_create_key")
     canonical = json.dumps(sorted(env.items()), separators=(",", ":")).encode()
-    return tuple(sorted(env)), hashlib.sha256(canonical).hexdigest()
+    return tuple(sorted(env)), hmac.new(key, canonical, hashlib.sha256).hexdigest()
 
 
 def _seconds_between(start: datetime, end: datetime | None) -> float | None:

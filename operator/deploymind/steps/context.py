@@ -29,7 +29,8 @@ class Desired:
 class Reporter(Protocol):
     """Where steps report timings and outcomes beyond conditions (history, metrics); never raises, never blocks."""
 
-    def step(self, name: str, status: str, reason: str, seconds: float) -> None: ...
+    def step(self, name: str, outcome: str, message: str, seconds: float) -> None:
+        """`outcome` is the host's CamelCase result word (Built, Present, Released, CandidateUnhealthy, …)."""
 
 
 @dataclass

@@ -1,0 +1,58 @@
+"""Two Deployments on one host: their releases never interleave (a Lease per host), and a port is claimed once."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+
+import pytest
+from dm import Cluster, Operator, http_get, ready
+from test_rollout import deployment
+
+from world.apps import AppRepo, create_app_repo
+from world.kubetools import Kubectl
+from world.ports import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def test_two_deployments_on_one_host_release_one_at_a_time(cluster: Cluster, operator: Operator, app_repo: AppRepo,
+                                                           kubectl: Kubectl) -> None:
+    other_repo = create_app_repo(app_repo.path.parent / (app_repo.path.name + "-b"))
+    holders: list[str] = []
+    watch = subprocess.Popen(
+        [str(kubectl.binary), "get", "leases", "-n", cluster.namespace, "--watch", "-o",
+         "jsonpath={.spec.holderIdentity}{'|'}{.metadata.resourceVersion}{'\\n'}"],
+        stdout=subprocess.PIPE, text=True, env=kubectl.env)
+    assert watch.stdout is not None
+    reader = threading.Thread(target=lambda: holders.extend(iter(watch.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        ports = free_port(), free_port()
+        cluster.apply(deployment("one", app_repo, ports[0]))
+        cluster.apply(deployment("two", other_repo, ports[1]))
+        for name in ("one", "two"):
+            cluster.wait_status(name, lambda s: s.get("phase") in ("Baking", "Deployed"), 120, "released")
+        assert http_get(ports[0])[0] == http_get(ports[1])[0] == 200
+    finally:
+        watch.terminate()
+        watch.wait(10)
+        reader.join(5)
+    sequence = [line.split("|")[0] for line in holders if line.strip()]
+    uids = {cluster.get(n)["metadata"]["uid"] for n in ("one", "two")}
+    assert uids <= set(sequence), f"both releases took the host's Lease: {sequence}"
+    # Between two different holders the Lease is always released first: never handed over while held.
+    for before, after in zip(sequence, sequence[1:], strict=False):
+        assert not (before and after and before != after), f"the Lease passed from {before} to {after} while held"
+
+
+def test_a_second_deployment_claiming_the_same_port_on_the_host_is_stalled(cluster: Cluster, operator: Operator,
+                                                                           app_repo: AppRepo) -> None:
+    port = free_port()
+    cluster.apply(deployment("first", app_repo, port))
+    cluster.wait_status("first", lambda s: s.get("phase") in ("Baking", "Deployed"), 90, "first released")
+    cluster.apply(deployment("second", app_repo, port))
+    status = cluster.wait_status("second", lambda s: ready(s) == "False/PortConflict", 60, "PortConflict")
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert f"{cluster.namespace}/first" in stalled["message"] and "spec.container.port" in stalled["message"]
+    assert http_get(port) == (200, "revision 1\n")
