@@ -40,6 +40,10 @@ def test_a_good_revision_becomes_ready_and_the_app_answers(cluster: Cluster, ope
     assert types["SourceReady"] == types["Built"] == types["Released"] == types["Healthy"] == "True"
     assert "Reconciling" not in types and "Stalled" not in types
     assert status["observedGeneration"] == cluster.get("web")["metadata"]["generation"]
+    uid = cluster.get("web")["metadata"]["uid"]
+    assert status["target"] == {"address": "local", "container": f"dm-{uid[:8]}", "health": "Healthy"}
+    row = cluster.run("get", "dmd", "web", "--no-headers").stdout.split()
+    assert row[:5] == ["web", "Deployed", status["revision"]["id"], "local", "True"]
 
 
 def test_a_revision_failing_health_is_refused_while_the_old_one_keeps_serving(

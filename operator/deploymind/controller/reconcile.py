@@ -26,7 +26,14 @@ from deploymind.controller.hostlease import HostLeases
 from deploymind.controller.kube import Kube
 from deploymind.controller.plan import REQUESTED_AT, ROLLBACK_TO, Plan, plan
 from deploymind.controller.status_writer import StatusWriter
-from deploymind.controller.targets import Inputs, host_key, open_transport, resolve_inputs, transport_signature
+from deploymind.controller.targets import (
+    Inputs,
+    host_key,
+    open_transport,
+    resolve_inputs,
+    target_status,
+    transport_signature,
+)
 from deploymind.settings import Settings
 from deploymind.steps import build, health, release
 from deploymind.steps.context import Desired, StepContext
@@ -126,6 +133,8 @@ class Runner:
             self._transport = ReportingTransport(open_transport(spec, inputs, self._settings), self._hooks)
             self._signature = signature
         meta = obj["metadata"]
+        health = status.target.health if status.target else None
+        status.target = target_status(spec, self._settings, f"dm-{meta['uid'][:8]}", health)
         return StepContext(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"],
                            generation=meta.get("generation", 1), spec=spec, status=status, conditions=conds,
                            settings=self._settings, transport=self._transport, host_key=host_key(spec, self._settings),
@@ -217,7 +226,6 @@ class Runner:
         entries.insert(0, HistoryEntry(id=target.revision, commit=target.commit, image=target.image,
                                        deployed_at=stamp, result=result))
         status.history = entries[: ctx.spec.revision_history_limit]
-        status.target = status.target or None
         ctx.conditions.set(ConditionType.HEALTHY, T, reasons.HEALTHY,
                            f"{ctx.spec.health_check.path} passed before the switch")
 
@@ -338,6 +346,9 @@ class Runner:
                        stalled_message=outcome.stalled_message)
 
     async def _write(self, status: DeploymentStatus, conds: Conditions, outcome: Outcome) -> None:
+        healthy = conds.get(ConditionType.HEALTHY)
+        if status.target is not None and healthy is not None:
+            status.target.health = {T: "Healthy", F: "Unhealthy"}.get(healthy.status, "Unknown")
         status.phase = summarize(conds, outcome)
         status.conditions = conds.as_list()
         await self.writer.write(status)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from deploymind.api import reasons
 from deploymind.api.spec import DeploymentSpec, SecretKeyRef, Transport
+from deploymind.api.status import TargetStatus
 from deploymind.controller.kube import Kube
 from deploymind.settings import Settings
 from deploymind.steps.errors import Stalled, Waiting
@@ -65,6 +66,18 @@ def host_key(spec: DeploymentSpec, settings: Settings) -> str:
     if target.transport == Transport.SSH and target.ssh and target.ssh.host:
         return f"ssh:{target.ssh.host}:{target.ssh.port}"
     return f"{target.transport}:{target.instance_id}"
+
+
+def target_status(spec: DeploymentSpec, settings: Settings, container: str, health: str | None) -> TargetStatus:
+    """Where the app runs, for status (and the Target printer column)."""
+    target = spec.target
+    if target.transport == Transport.LOCAL:
+        address = "local"
+    elif target.ssh and target.ssh.host:
+        address = target.ssh.host
+    else:
+        address = target.instance_id or ""
+    return TargetStatus(instance_id=target.instance_id, address=address, container=container, health=health)
 
 
 def check_allowed(spec: DeploymentSpec, settings: Settings) -> None:

@@ -8,6 +8,7 @@ watches, 410 when too old, BOOKMARKs, timeouts); CRDs created through the API be
 their schema, defaults, pruning, `fieldValidation=Strict` and CEL rules enforced; namespaces own their objects.
 Every request lands in `audit`. Gaps, on purpose: no field ownership for server-side apply, no admission
 webhooks, no garbage collection of ownerReferences, no built-in controllers (a Deployment never gets pods).
+Services proxy (`services/{name}:{port}/proxy/…`) to their targetPort on 127.0.0.1 (`service_proxy.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from deploymind.sandbox import api_errors, openapi, patches, protobuf, tables
+from deploymind.sandbox import api_errors, openapi, patches, protobuf, service_proxy, tables
 from deploymind.sandbox import field_errors as fe
 from deploymind.sandbox.admission import STRICT, WARN, admit, warning_header
 from deploymind.sandbox.api_errors import ApiError
@@ -101,6 +102,9 @@ class RealisticEmulator(EmulatorBase):
     async def serve(self, call: Call) -> Reply:
         if call.key is None:
             return self._serve_special(call)
+        if service_proxy.is_proxy(call) and call.namespace and call.name:
+            name = service_proxy.split_name(call.name)[1]
+            return await service_proxy.forward(call, self.stored(call.key, call.namespace, name))
         rt = self.types.get(call.key)
         if rt is None or (call.namespace and not rt.namespaced) or (
                 call.subresource and call.subresource not in rt.subresources):

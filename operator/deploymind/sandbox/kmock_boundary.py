@@ -78,10 +78,11 @@ class Call:
 
 @dataclass(frozen=True)
 class Reply:
-    """A response: a JSON body, or a stream of JSON events (watches)."""
+    """A response: a JSON body, a stream of JSON events (watches), or raw bytes (the service proxy)."""
 
     status: int = 200
     body: JsonObj | None = None
+    raw: bytes | None = None
     stream: AsyncIterator[Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
 
@@ -226,6 +227,8 @@ class EmulatorBase(kmock.KubernetesEmulator):
         if reply.stream is not None:
             headers.setdefault("Content-Type", "application/json")
             return rendering.Response(status=reply.status, headers=headers, payload=reply.stream)
+        if reply.raw is not None:
+            return rendering.Response(status=reply.status, headers=headers, payload=reply.raw)
         return rendering.Response(status=reply.status, headers=headers, payload=reply.body or {})
 
     def _raw_body(self, request: Any) -> bytes | None:
