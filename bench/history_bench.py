@@ -53,7 +53,7 @@ from deploymind.metrics import Metrics
 def rollout_records(n: int, report: str, at: datetime) -> list[Record]:
     """What the controller records for one rollout attempt, in the order it records it."""
     uid = f"{n:08d}-0000-4000-8000-000000000000"
-    names, env_hash = env_fingerprint({f"VAR_{i}": f"value-{i}" for i in range(8)})
+    names, env_hash = env_fingerprint({f"VAR_{i}": f"value-{i}" for i in range(8)}, b"k" * 32)
     attempt = RolloutAttempt(
         uid=uid,
         namespace=f"team-{n % 20}",

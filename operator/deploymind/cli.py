@@ -83,8 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--state-dir", help="operator files: source cache, SQLite history (default /var/lib/deploymind)")
     run.add_argument("--host-dir", help="directory on each host for release files (default /var/lib/deploymind)")
     run.add_argument("--lease-namespace", help="namespace of the per-host Leases (default: default)")
-    run.add_argument("--http-host", default="0.0.0.0", help="address of /healthz (default 0.0.0.0)")
-    run.add_argument("--http-port", type=int, default=8080, help="port of /healthz; 0 turns it off (default 8080)")
+    run.add_argument("--http-host", default="0.0.0.0",
+                     help="address of /healthz, /metrics and /history (default 0.0.0.0)")
+    run.add_argument("--http-port", type=int, default=8080,
+                     help="port of /healthz, /metrics and /history; 0 turns them off (default 8080)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
 
@@ -97,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--apps", help="folder of app sources to commit into file://SANDBOX/repos/<name>.git")
     sandbox.add_argument("--docker-host", help="use this Docker engine instead of starting a private one")
     sandbox.set_defaults(func=_sandbox)
+
+    from deploymind.cli_history import add_parser as add_history
+
+    add_history(verbs)
     return parser
 
 

@@ -31,9 +31,17 @@ def cluster(kubectl: Kubectl, namespace: str) -> Cluster:
 
 
 @pytest.fixture
-def operator(kube: Kube, docker_engine: DockerEngine, namespace: str, world_root: Path) -> Iterator[Operator]:
+def operator_env() -> dict[str, str]:
+    """Extra environment of the operator process; a test module overrides this (e.g. DEPLOYMIND_DATABASE_URL)."""
+    return {}
+
+
+@pytest.fixture
+def operator(kube: Kube, docker_engine: DockerEngine, namespace: str, world_root: Path,
+             operator_env: dict[str, str]) -> Iterator[Operator]:
     op = Operator(kubeconfig=kube.kubeconfig, namespace=namespace,
-                  workdir=private_dir(world_root, f"operator-{namespace}", mode=0o755), env=docker_engine.env)
+                  workdir=private_dir(world_root, f"operator-{namespace}", mode=0o755),
+                  env={**docker_engine.env, **operator_env})
     op.start()
     yield op
     op.stop()

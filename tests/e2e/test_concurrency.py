@@ -56,3 +56,25 @@ def test_a_second_deployment_claiming_the_same_port_on_the_host_is_stalled(clust
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert f"{cluster.namespace}/first" in stalled["message"] and "spec.container.port" in stalled["message"]
     assert http_get(port) == (200, "revision 1\n")
+
+
+def test_a_spec_changed_during_a_rollout_rolls_out_next_and_nothing_is_lost(cluster: Cluster, operator: Operator,
+                                                                          app_repo: AppRepo) -> None:
+    from world.apps import Health
+
+    port = free_port()
+    cluster.apply(deployment("web", app_repo, port))
+    cluster.wait_status("web", lambda s: s.get("phase") in ("Baking", "Deployed"), 90, "first released")
+    slow = app_repo.commit_revision(Health.UNHEALTHY)  # its candidate waits the whole startup timeout
+    cluster.apply(deployment("web", app_repo, port, healthCheck={"startupTimeoutSeconds": 8},
+                             container={"env": [{"name": "GEN", "value": "2"}]}))
+    cluster.wait_status("web", lambda s: s.get("phase") == "Deploying", 60, "the slow rollout under way")
+    good = app_repo.commit_revision(body="revision 3\n")
+    cluster.apply(deployment("web", app_repo, port, healthCheck={"startupTimeoutSeconds": 8},
+                             container={"env": [{"name": "GEN", "value": "3"}]}))
+    status = cluster.wait_status("web", lambda s: (s.get("revision") or {}).get("commit") == good
+                                 and s.get("phase") in ("Baking", "Deployed"), 120, "the newest spec released")
+    assert status["observedGeneration"] == cluster.get("web")["metadata"]["generation"]
+    assert http_get(port) == (200, "revision 3\n")
+    assert all(f["commit"] != good for f in status.get("failedRevisions", []))
+    assert slow != good

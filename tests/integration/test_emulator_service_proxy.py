@@ -16,7 +16,7 @@ from world.ports import free_port
 
 
 class _Echo(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's spelling)
+    def do_GET(self) -> None:
         body = json.dumps({"path": self.path}).encode()
         self.send_response(200 if self.path.startswith("/hello") else 404)
         self.send_header("Content-Type", "application/json")

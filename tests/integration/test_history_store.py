@@ -136,7 +136,7 @@ def test_two_operators_starting_together_migrate_once(database_url: str, tmp_pat
 
 
 def test_a_rollout_with_its_steps_scan_and_revert_reads_back_as_written(store: HistoryStore) -> None:
-    names, env_hash = env_fingerprint({"API_TOKEN": "tok-7f3a9c-never-stored", "PORT": "8080"})
+    names, env_hash = env_fingerprint({"API_TOKEN": "tok-7f3a9c-never-stored", "PORT": "8080"}, b"k" * 32)
     started = attempt(
         trigger=TRIGGER_WEBHOOK,
         trigger_detail="delivery-72d3",
@@ -213,7 +213,7 @@ def test_a_rollout_with_its_steps_scan_and_revert_reads_back_as_written(store: H
 
 
 def test_env_values_are_never_stored(store: HistoryStore) -> None:
-    names, env_hash = env_fingerprint({"API_TOKEN": "tok-7f3a9c-never-stored"})
+    names, env_hash = env_fingerprint({"API_TOKEN": "tok-7f3a9c-never-stored"}, b"k" * 32)
     store.write([attempt(env_names=names, env_hash=env_hash)])
 
     with store.engine.connect() as connection:

@@ -42,7 +42,7 @@ async def client_for(store: HistoryStore) -> TestClient[web.Request, web.Applica
 async def client(tmp_path: Path) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     store = HistoryStore(f"sqlite:///{tmp_path}/history.sqlite3")
     store.migrate()
-    names, env_hash = env_fingerprint({"DATABASE_PASSWORD": "hunter2"})
+    names, env_hash = env_fingerprint({"DATABASE_PASSWORD": "hunter2"}, b"k" * 32)
     first = RolloutAttempt(
         uid="u-1",
         namespace="shop",

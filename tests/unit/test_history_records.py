@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from deploymind.history.config import HistoryConfigError, HistorySettings
+from deploymind.history.envkey import EnvKeyError, load_or_create_key
 from deploymind.history.records import (
     RESULT_FAILED,
     TRIGGER_SPEC_CHANGE,
@@ -16,21 +19,35 @@ from deploymind.history.records import (
     env_fingerprint,
 )
 
+KEY = b"k" * 32
+
 
 def test_env_fingerprint_keeps_names_and_a_hash_but_never_a_value() -> None:
-    names, digest = env_fingerprint({"TOKEN": "s3cr3t-value", "PORT": "8080"})
+    names, digest = env_fingerprint({"TOKEN": "s3cr3t-value", "PORT": "8080"}, KEY)
 
     assert names == ("PORT", "TOKEN")
     assert "s3cr3t-value" not in digest and len(digest) == 64
 
 
 def test_env_fingerprint_changes_when_a_value_changes_and_not_with_order() -> None:
-    _, first = env_fingerprint({"A": "1", "B": "2"})
-    _, reordered = env_fingerprint({"B": "2", "A": "1"})
-    _, changed = env_fingerprint({"A": "1", "B": "3"})
+    _, first = env_fingerprint({"A": "1", "B": "2"}, KEY)
+    _, reordered = env_fingerprint({"B": "2", "A": "1"}, KEY)
+    _, changed = env_fingerprint({"A": "1", "B": "3"}, KEY)
 
     assert first == reordered
     assert first != changed
+
+
+def test_env_fingerprint_is_keyed_so_a_guess_cannot_be_checked_without_the_key() -> None:
+    env = {"PIN": "1234"}
+    canonical = json.dumps(sorted(env.items()), separators=(",", ":")).encode()
+
+    _, digest = env_fingerprint(env, KEY)
+
+    assert digest != hashlib.sha256(canonical).hexdigest()
+    assert digest != env_fingerprint(env, b"another key of enough bytes")[1]
+    with pytest.raises(ValueError, match="non-empty key"):
+        env_fingerprint(env, b"")
 
 
 def test_finishing_an_attempt_keeps_its_id_and_measures_its_duration() -> None:
@@ -80,6 +97,7 @@ def test_database_defaults_to_a_sqlite_file_in_the_state_dir(tmp_path: Path) -> 
 
     assert settings.database_url == f"sqlite:///{tmp_path}/history.sqlite3"
     assert settings.retention_days == 90
+    assert settings.key_file == tmp_path / "history-env.key"
 
 
 def test_database_url_and_retention_come_from_the_environment(tmp_path: Path) -> None:
@@ -88,6 +106,7 @@ def test_database_url_and_retention_come_from_the_environment(tmp_path: Path) ->
     settings = HistorySettings.from_env(tmp_path, environ=environ)
 
     assert (settings.database_url, settings.retention_days) == ("postgresql+psycopg://dm@db/dm", 7)
+    assert HistorySettings.from_env(tmp_path, {"DEPLOYMIND_HISTORY_KEY_FILE": "/keys/env"}).key_file == Path("/keys/env")
 
 
 @pytest.mark.parametrize("days", ["0", "-3", "ninety"])
@@ -97,3 +116,22 @@ def test_a_retention_that_is_not_a_positive_number_of_days_is_refused(tmp_path: 
 
     assert raised.value.reason == "InvalidRetention"
     assert "DEPLOYMIND_HISTORY_RETENTION_DAYS" in str(raised.value)
+
+
+def test_the_env_key_is_made_once_with_mode_0600_and_read_back_after(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "history-env.key"
+
+    first = load_or_create_key(path)
+    again = load_or_create_key(path)
+
+    assert first == again and len(first) == 32
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_too_short_env_key_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "history-env.key"
+    path.write_bytes(b"short")
+
+    with pytest.raises(EnvKeyError, match="Delete the file") as refused:
+        load_or_create_key(path)
+    assert refused.value.reason == "InvalidHistoryKey"

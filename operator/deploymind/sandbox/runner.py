@@ -104,7 +104,11 @@ async def run_sandbox(options: SandboxOptions) -> int:
     try:
         await _first_of(ready.wait(), operator)
         print(f"sandbox ready: KUBECONFIG={kubeconfig}", flush=True)
-        print(f"  operator health: http://127.0.0.1:{options.http_port}/healthz", flush=True)
+        operator_url = f"http://127.0.0.1:{options.http_port}"
+        print(f"  operator health: {operator_url}/healthz", flush=True)
+        print(f"  metrics: {operator_url}/metrics", flush=True)
+        print(f"  history: {operator_url}/history/<namespace>/<name>  "
+              f"(or: deploymind history NAME -n NAMESPACE --url {operator_url})", flush=True)
         if options.apply:
             for line in await asyncio.to_thread(apply_documents, str(kubeconfig),
                                                 load_documents(options.apply, state)):

@@ -1,0 +1,200 @@
+"""`deploymind history NAME`: one Deployment's rollouts and reverts, read from the operator's /history endpoint.
+
+In a cluster the request goes through the Kubernetes API server's service proxy
+(`/api/v1/namespaces/{ns}/services/{service}:{port}/proxy/history/{namespace}/{name}`), so Kubernetes RBAC
+(`get` on `services/proxy`) decides who reads the history, and no port of the operator is exposed. In the sandbox
+`--url` reads the operator's HTTP server directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from typing import Any, Final
+
+DEFAULT_OPERATOR_NAMESPACE: Final = "deploymind-system"
+DEFAULT_OPERATOR_SERVICE: Final = "deploymind"
+DEFAULT_OPERATOR_PORT: Final = "http"
+TIMEOUT_SECONDS: Final = 30.0
+MAX_LIMIT: Final = 500  # what the endpoint accepts (history.http.MAX_LIMIT)
+
+
+class HistoryReadError(Exception):
+    """The history could not be read; `reason` is CamelCase, the message says what to do."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def history_path(namespace: str, name: str, limit: int) -> str:
+    quoted = "/".join(urllib.parse.quote(part, safe="") for part in (namespace, name))
+    return f"/history/{quoted}?{urllib.parse.urlencode({'limit': limit})}"
+
+
+def proxy_path(operator_namespace: str, service: str, port: str, path: str) -> str:
+    """The API server path that proxies `path` to the operator's Service."""
+    return f"/api/v1/namespaces/{operator_namespace}/services/{service}:{port}/proxy{path}"
+
+
+def _refusal(status: int, body: bytes, where: str) -> HistoryReadError:
+    """Turn an error answer (ours, or the API server's Status) into a message that says what to do."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = {}
+    reason = str(parsed.get("reason") or f"HTTP{status}") if isinstance(parsed, dict) else f"HTTP{status}"
+    message = str(parsed.get("message") or body[:300].decode(errors="replace")) if isinstance(parsed, dict) else ""
+    if status == 403:
+        message += f" — reading history needs `get` on `services/proxy` for {where}; ask your cluster administrator."
+    elif reason == "ServiceUnavailable" or (status == 503 and reason != "HistoryUnavailable"):
+        message += f" — is the operator running behind {where}? Check --operator-namespace/-service/-port."
+    return HistoryReadError(reason, message)
+
+
+def fetch_direct(url: str, path: str, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any]:
+    """GET `path` from the operator at `url` (the sandbox prints it)."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + path, timeout=timeout) as response:
+            body: dict[str, Any] = json.loads(response.read())
+            return body
+    except urllib.error.HTTPError as e:
+        raise _refusal(e.code, e.read(), url) from None
+    except OSError as e:
+        raise HistoryReadError("OperatorUnreachable",
+                               f"cannot reach the operator at {url} ({e}); is the sandbox running on that port?") from None
+
+
+def fetch_via_proxy(kubeconfig: str | None, context: str | None, operator_namespace: str, service: str, port: str,
+                    path: str, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any]:
+    """GET `path` from the operator through the API server's service proxy, with the kubeconfig's credentials."""
+    import kubernetes.client as k8s
+    import kubernetes.config as kconfig
+
+    configuration = k8s.Configuration()
+    try:
+        kconfig.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except (kconfig.ConfigException, OSError) as e:
+        try:
+            kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except kconfig.ConfigException:
+            raise HistoryReadError("NoKubeconfig", f"no usable kubeconfig ({e}); pass --kubeconfig or set "
+                                                   "KUBECONFIG, or use --url in the sandbox") from None
+    where = f"service {operator_namespace}/{service}:{port}"
+    with k8s.ApiClient(configuration) as client:
+        request = client.param_serialize("GET", proxy_path(operator_namespace, service, port, path),
+                                         header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+        try:
+            response = client.call_api(*request, _request_timeout=timeout)
+            body = response.read()
+        except Exception as e:  # urllib3 raises a different class per network failure
+            raise HistoryReadError("ApiServerUnreachable",
+                                   f"cannot reach the Kubernetes API server at {configuration.host} ({e}); "
+                                   "check your kubeconfig and network") from None
+    if not 200 <= response.status < 300:
+        raise _refusal(response.status, body, where)
+    try:
+        parsed: dict[str, Any] = json.loads(body)
+    except ValueError:
+        raise HistoryReadError("UnexpectedAnswer", f"{where} answered something that is not the history JSON "
+                                                   "(is that Service the DeployMind operator?)") from None
+    return parsed
+
+
+def _short_time(value: str | None) -> str:
+    return "-" if not value else value.split(".")[0].removesuffix("Z") + "Z"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def _table(header: Sequence[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    lines = [header, *rows]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)
+
+
+def render_table(body: dict[str, Any]) -> str:
+    """Rollouts newest first, one row each (revision, trigger, result, durations, reason); then the reverts."""
+    reverted = {revert.get("attemptId"): revert for revert in body.get("reverts", [])}
+    rows = []
+    for rollout in body.get("rollouts", []):
+        trigger = rollout.get("trigger") or "-"
+        if rollout.get("triggerDetail"):
+            trigger += f" ({rollout['triggerDetail']})"
+        result = rollout.get("result") or "Running"
+        if rollout.get("id") in reverted:
+            result += ", reverted"
+        steps = ", ".join(f"{step['step']} {_seconds(step.get('durationSeconds'))}" for step in rollout.get("steps", [])
+                          if step.get("durationSeconds") is not None)
+        rows.append([_short_time(rollout.get("startedAt")), rollout.get("revision") or "-", trigger, result,
+                     _seconds(rollout.get("durationSeconds")), steps or "-", rollout.get("reason") or "-"])
+    out = [_table(["STARTED", "REVISION", "TRIGGER", "RESULT", "DURATION", "STEPS", "REASON"], rows)]
+    reverts = [[_short_time(r.get("at")), r.get("fromRevision") or "-", r.get("toRevision") or "-",
+                r.get("reason") or "-", r.get("message") or "-"] for r in body.get("reverts", [])]
+    if reverts:
+        out.append(_table(["REVERTED", "FROM", "TO", "REASON", "MESSAGE"], reverts))
+    return "\n\n".join(out) + "\n"
+
+
+def _current_namespace(kubeconfig: str | None, context: str | None) -> str:
+    import kubernetes.config as kconfig
+
+    try:
+        contexts, active = kconfig.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except (kconfig.ConfigException, OSError):
+        return "default"
+    chosen = next((c for c in contexts if c["name"] == context), active) if context else active
+    return str((chosen or {}).get("context", {}).get("namespace") or "default")
+
+
+def run(args: argparse.Namespace) -> int:
+    namespace = args.namespace or _current_namespace(args.kubeconfig, args.context)
+    path = history_path(namespace, args.name, args.limit)
+    try:
+        if args.url:
+            body = fetch_direct(args.url, path)
+        else:
+            body = fetch_via_proxy(args.kubeconfig, args.context, args.operator_namespace, args.operator_service,
+                                   args.operator_port, path)
+    except HistoryReadError as e:
+        print(f"error: {e.reason}: {e.message}", file=sys.stderr)
+        return 1
+    sys.stdout.write(json.dumps(body, indent=2) + "\n" if args.output == "json" else render_table(body))
+    return 0
+
+
+def _limit(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_LIMIT}, not {text!r}")
+    return int(text)
+
+
+def add_parser(verbs: Any) -> None:
+    """Register `history` on the CLI's subparsers."""
+    history = verbs.add_parser("history", help="show a Deployment's rollouts and reverts (from the operator's "
+                                                "history, through the Kubernetes API server's service proxy)")
+    history.add_argument("name", metavar="NAME", help="the Deployment (deployments.deploymind.io) name")
+    history.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig context's)")
+    history.add_argument("--limit", type=_limit, default=20, metavar="N",
+                         help=f"newest N rollouts and reverts, 1 to {MAX_LIMIT} (default 20)")
+    history.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    history.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster)")
+    history.add_argument("--context", help="kubeconfig context (default: the current one)")
+    history.add_argument("--operator-namespace", default=DEFAULT_OPERATOR_NAMESPACE,
+                         help=f"namespace of the operator's Service (default {DEFAULT_OPERATOR_NAMESPACE})")
+    history.add_argument("--operator-service", default=DEFAULT_OPERATOR_SERVICE,
+                         help=f"the operator's Service (default {DEFAULT_OPERATOR_SERVICE})")
+    history.add_argument("--operator-port", default=DEFAULT_OPERATOR_PORT,
+                         help=f"that Service's port name or number (default {DEFAULT_OPERATOR_PORT})")
+    history.add_argument("--url", help="read the operator directly at this URL instead (the sandbox prints it, "
+                                       "e.g. http://127.0.0.1:8080)")
+    history.set_defaults(func=run)

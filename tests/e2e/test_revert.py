@@ -1,0 +1,123 @@
+"""The bake window decides between revert and restart: a revision failing inside it is reverted and quarantined,
+one failing after it is restarted in place and never reverted (an outage of a dependency is not a bad revision)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from typing import Any
+
+import pytest
+from dm import Cluster, Operator, http_get, ready, wait_for
+from test_rollout import deployment
+
+from deploymind.sandbox.docker_engine import DockerEngine
+from world.apps import AppRepo, Health
+from world.ports import free_port
+from world.sshd import Sshd
+
+pytestmark = pytest.mark.e2e
+
+PERIOD_S = 1
+THRESHOLD = 2
+
+
+def docker(engine: DockerEngine, *args: str) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False,
+                          env={**os.environ, **engine.env})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def stable_container(engine: DockerEngine, uid: str) -> dict[str, Any]:
+    """`docker inspect` of the object's stable container dm-<uid8>."""
+    inspected: list[dict[str, Any]] = json.loads(docker(engine, "inspect", f"dm-{uid[:8]}"))
+    return inspected[0]
+
+
+def ssh_target(cluster: Cluster, sshd: Sshd) -> dict[str, Any]:
+    """Key and pinned host key into Secrets (as a user would), and the spec.target that uses them."""
+    cluster.run("create", "secret", "generic", "host-key", f"--from-file=key={sshd.key_path}")
+    cluster.run("create", "secret", "generic", "host-known", f"--from-file=known_hosts={sshd.known_hosts_path}")
+    return {"transport": "ssh", "ssh": {
+        "host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
+        "keySecretRef": {"name": "host-key", "key": "key"},
+        "knownHostsSecretRef": {"name": "host-known", "key": "known_hosts"}}}
+
+
+def health_check(**overrides: int) -> dict[str, int]:
+    return {"periodSeconds": PERIOD_S, "timeoutSeconds": 1, "failureThreshold": THRESHOLD,
+            "startupTimeoutSeconds": 15, **overrides}
+
+
+def test_a_revision_failing_inside_the_bake_window_is_reverted_and_stays_reverted(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, sshd: Sshd, docker_engine: DockerEngine) -> None:
+    port = free_port()
+    target = ssh_target(cluster, sshd)
+    cluster.apply(deployment("web", app_repo, port, target=target, healthCheck=health_check(),
+                             rollback={"bakeSeconds": 1}))
+    first = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "first revision deployed")
+    assert first["lastGood"]["id"] == first["revision"]["id"]
+    # A long bake for what comes next; editing rollback never redeploys.
+    cluster.apply(deployment("web", app_repo, port, target=target, healthCheck=health_check(),
+                             rollback={"bakeSeconds": 60}))
+    cluster.wait_status("web", lambda s: s.get("observedGeneration") == 2, 30, "the new bake window observed")
+
+    bad = app_repo.commit_revision(Health.DEGRADING, fail_after=3)
+    cluster.annotate("web", "deploymind.io/requested-at", "push-1")
+    cluster.wait_status("web", lambda s: (s.get("revision") or {}).get("commit") == bad and s.get("phase") == "Baking",
+                        60, "the degrading revision released and baking")
+    wait_for(lambda: http_get(port, "/health", timeout=0.5)[0] != 200, 30, "the new revision to start failing",
+             interval=0.1)
+    failing_since = time.monotonic()
+    wait_for(lambda: http_get(port, timeout=0.5) == (200, "revision 1\n"), PERIOD_S * THRESHOLD + 5,
+             "revision 1 answering again", interval=0.1)
+    assert time.monotonic() - failing_since <= PERIOD_S * THRESHOLD + 5
+
+    status = cluster.wait_status("web", lambda s: s.get("phase") == "RolledBack", 10, "phase RolledBack")
+    assert ready(status) == "False/RolledBack"
+    assert status["revision"]["id"] == first["revision"]["id"]
+    assert status["lastGood"]["id"] == first["revision"]["id"]
+    failed = [f for f in status["failedRevisions"] if f["commit"] == bad]
+    assert len(failed) == 1 and failed[0]["reason"] == "RolledBack"
+    events = [e for e in cluster.events() if e["involvedObject"]["name"] == "web" and e["reason"] == "RolledBack"]
+    assert events and events[0]["type"] == "Warning"
+    uid = cluster.get("web")["metadata"]["uid"]
+    reverted = stable_container(docker_engine, uid)["Id"]
+
+    # Neither a restart of the operator nor a webhook-style redeploy request brings the bad revision back.
+    operator.restart()
+    cluster.annotate("web", "deploymind.io/requested-at", "push-2")
+    status = cluster.wait_status("web", lambda s: s.get("lastHandledReconcileAt") == "push-2", 30, "push-2 handled")
+    assert status["phase"] == "RolledBack" and ready(status) == "False/RolledBack"
+    assert status["revision"]["id"] == first["revision"]["id"]
+    assert stable_container(docker_engine, uid)["Id"] == reverted
+    assert http_get(port) == (200, "revision 1\n")
+
+
+def test_a_revision_failing_after_the_bake_is_restarted_not_reverted(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine) -> None:
+    port = free_port()
+    cluster.apply(deployment("web", app_repo, port, healthCheck=health_check(), rollback={"bakeSeconds": 1}))
+    cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "first revision deployed")
+
+    late = app_repo.commit_revision(Health.DEGRADING, fail_after=6)
+    cluster.annotate("web", "deploymind.io/requested-at", "push-1")
+    baked = cluster.wait_status("web", lambda s: (s.get("lastGood") or {}).get("commit") == late, 60,
+                                "the degrading revision baked into lastGood")
+    uid = cluster.get("web")["metadata"]["uid"]
+    before = stable_container(docker_engine, uid)
+
+    status = cluster.wait_status("web", lambda s: ready(s) == "False/Unhealthy", 30, "Ready=False reason Unhealthy")
+    assert status["phase"] == "Degraded"
+    restarted = wait_for(
+        lambda: (c := stable_container(docker_engine, uid))["State"]["StartedAt"] != before["State"]["StartedAt"] and c,
+        30, "the stable container restarted")
+    # Restarted in place: the same container, the same image; nothing reverted, nothing quarantined.
+    assert restarted["Id"] == before["Id"]
+    assert restarted["Config"]["Image"] == baked["revision"]["image"]
+    status = cluster.status("web")
+    assert status["revision"]["commit"] == late and status["lastGood"]["commit"] == late
+    assert status.get("failedRevisions", []) == []
