@@ -63,7 +63,8 @@ T = TypeVar("T")
 NAMESPACE = "bench"
 COMMAND = "python bench/rollout_bench.py --json bench/rollout_bench.results.json"
 
-# Logs one line per host script the local transport runs: kind, start and end (epoch µs), exit code, last line.
+# Logs one line per host script the local transport runs: kind, the Deployment's uid[:8], start and end (epoch µs),
+# exit code, last output line.
 WRAPPER = r"""#!/bin/bash
 if [ "${!#}" != deploymind ]; then exec /bin/bash "$@"; fi
 case "$2" in
@@ -74,13 +75,15 @@ case "$2" in
   *"# Cleanup on delete"*) kind=cleanup ;;
   *) kind=other ;;
 esac
+uid=""
+[[ $2 =~ deploymind/([0-9a-f]{8}) || $2 =~ dm-([0-9a-f]{8}) ]] && uid=${BASH_REMATCH[1]}
 t0=${EPOCHREALTIME/./}
 out=$(/bin/bash "$@")
 rc=$?
 t1=${EPOCHREALTIME/./}
 [ -z "$out" ] || printf '%s\n' "$out"
 last=$(printf '%s' "$out" | tail -n 1)
-printf '%s\t%s\t%s\t%s\t%s\n' "$kind" "$t0" "$t1" "$rc" "$last" >> "$DM_BENCH_CALLS"
+printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$uid" "$t0" "$t1" "$rc" "$last" >> "$DM_BENCH_CALLS"
 exit $rc
 """
 
@@ -118,6 +121,7 @@ def summary(values: list[float], digits: int = 3) -> dict[str, float]:
 @dataclass(frozen=True)
 class Call:
     kind: str
+    uid8: str
     start: float
     """Epoch seconds."""
     end: float
@@ -135,12 +139,12 @@ class CallLog:
     def calls(self) -> list[Call]:
         out = []
         for line in self.path.read_text().splitlines():
-            kind, t0, t1, code, last = (line.split("\t", 4) + [""] * 5)[:5]
+            kind, uid8, t0, t1, code, last = (line.split("\t", 5) + [""] * 6)[:6]
             try:
                 result = json.loads(last) if last.startswith("{") else {}
             except ValueError:
                 result = {}
-            out.append(Call(kind, int(t0) / 1e6, int(t1) / 1e6, int(code), result))
+            out.append(Call(kind, uid8, int(t0) / 1e6, int(t1) / 1e6, int(code), result))
         return out
 
     def mark(self) -> int:
@@ -195,6 +199,22 @@ class World:
     def annotate(self, name: str, key: str, value: str) -> None:
         self.objects.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name,
                                                     {"metadata": {"annotations": {key: value}}})
+
+    def delete(self, name: str) -> None:
+        """Delete a Deployment and wait until the operator has cleaned the host, so measurements do not overlap."""
+        self.objects.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+
+        def gone() -> bool:
+            try:
+                self.get(name)
+            except client.ApiException as e:
+                return bool(e.status == 404)
+            return False
+
+        wait_for(gone, 120, f"{name} deleted")
+
+    def uid8(self, name: str) -> str:
+        return str(self.get(name)["metadata"]["uid"])[:8]
 
     def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
         self.objects.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name, {"spec": spec})
@@ -283,7 +303,7 @@ def world(root: Path) -> Iterator[World]:
 
 
 # ---------------------------------------------------------------------------------------------- measurements
-def first_rollout(w: World, repo: AppRepo, name: str) -> dict[str, Any]:
+def first_rollout(w: World, repo: AppRepo, name: str, docker_costs: bool = False) -> dict[str, Any]:
     """Create → finalizer, first status, Baking; the operator's share; round trips by kind."""
     port = free_port()
     mark = w.calls.mark()
@@ -310,7 +330,10 @@ def first_rollout(w: World, repo: AppRepo, name: str) -> dict[str, Any]:
     total = baking_at - t0
     host_work = float(build.result.get("build_s") or 0) + float(timings.get("total_s") or 0)
     assert http_get(port)[0] == 200, "the app answers once Baking"
+    costs = docker_command_costs(w, name) if docker_costs else None
+    w.delete(name)
     return {
+        "health_tick_docker_commands": costs,
         "revision": status["revision"]["id"],
         "create_to_finalizer_s": round((finalizer_at or baking_at) - t0, 3),
         "create_to_first_status_s": round((status_at or baking_at) - t0, 3),
@@ -360,6 +383,7 @@ def redeploy_and_rollback(w: World, repo: AppRepo) -> dict[str, Any]:
     seconds = time.monotonic() - t0
     assert http_get(port)[1] == "revision 1\n"
     calls = w.calls.since(mark)
+    w.delete("rollback")
     release = next(c for c in calls if c.kind == "release")
     return {
         "redeploy_same_revision": redeploy,
@@ -402,6 +426,7 @@ def degrade(w: World, repo: AppRepo, name: str, fail_after: int) -> dict[str, An
     w.objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL,
                                               deployment(name, repo, port, period=1, threshold=2, bake=0))
     good = w.wait_status(name, lambda s: ready(s) == "True/Deployed", 180, "last good revision Deployed")
+    uid8 = w.uid8(name)
     w.patch_spec(name, {"rollback": {"bakeSeconds": 300}})  # editing rollback never redeploys
     repo.commit_revision(Health.DEGRADING, fail_after=fail_after)
     mark = w.calls.mark()
@@ -415,15 +440,18 @@ def degrade(w: World, repo: AppRepo, name: str, fail_after: int) -> dict[str, An
     first_fail = next(t for t, health, _ in samples if t > serving_bad and health != 200)
     good_again = next(t for t, _, body in samples if t > first_fail and body == "revision 1\n")
     down = [t for t, health, body in samples if first_fail <= t <= good_again and health == 0 and body == ""]
-    calls = w.calls.since(mark)
-    failing_ticks = [c for c in calls if c.kind == "health" and c.start >= first_fail - 1]
+    calls = [c for c in w.calls.since(mark) if c.uid8 == uid8]
     revert_release = next(c for c in calls if c.kind == "release" and c.start > first_fail)
+    ticks = [c for c in calls if c.kind == "health" and first_fail - 3 <= c.start < revert_release.start]
+    w.delete(name)
     return {
         "first_failing_probe_to_last_good_answering_s": round(good_again - first_fail, 3),
         "first_failing_probe_to_revert_release_start_s": round(revert_release.start - first_fail, 3),
         "revert_release_round_trip_s": round(revert_release.end - revert_release.start, 3),
         "revert_release_timings": revert_release.result.get("timings"),
-        "health_ticks_before_revert": sum(1 for c in failing_ticks if c.start < revert_release.start),
+        "health_ticks_around_the_failure": [
+            {"start_s": round(c.start - first_fail, 3), "took_s": round(c.end - c.start, 3),
+             "probe_status": (c.result.get("probe") or {}).get("status")} for c in ticks],
         "no_answer_window_s": round(down[-1] - down[0], 3) if down else 0.0,
         "bound_period_x_threshold_plus_5_s": 1 * 2 + 5,
     }
@@ -468,13 +496,12 @@ def main() -> int:
     started = time.time()
     try:
         with world(root) as w:
-            rollouts = [first_rollout(w, create_app_repo(root / "apps" / f"r{i}"), f"app-{i}")
+            rollouts = [first_rollout(w, create_app_repo(root / "apps" / f"r{i}"), f"app-{i}", docker_costs=i == 0)
                         for i in range(args.rollouts)]
             manual = redeploy_and_rollback(w, create_app_repo(root / "apps" / "rollback"))
             degrades = [degrade(w, create_app_repo(root / "apps" / f"d{i}"), f"degrade-{i}", args.fail_after)
                         for i in range(args.degrades)]
             ticks = health_tick_cost(w)
-            docker_costs = docker_command_costs(w, rollouts[0]["name"])
     finally:
         shutil.rmtree(root, ignore_errors=True)
     total = [r["create_to_baking_s"] for r in rollouts]
@@ -497,7 +524,7 @@ def main() -> int:
             "first_failing_probe_to_last_good_answering_s": summary(
                 [d["first_failing_probe_to_last_good_answering_s"] for d in degrades]),
             "health_tick_round_trip_s": ticks,
-            "health_tick_docker_commands": docker_costs,
+            "health_tick_docker_commands": rollouts[0]["health_tick_docker_commands"],
         },
         "first_rollouts": rollouts,
         "manual_operations": manual,

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import yaml
 from dm import Cluster, Operator, http_get, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploymind.history.store import HistoryStore
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo, Health
 from world.kube import Kube
@@ -95,8 +96,15 @@ def read_history(operator: Operator, namespace: str, name: str = "web") -> dict[
     return json.loads(body) if status == 200 else None
 
 
-def wait_history(operator: Operator, namespace: str, check: Any, what: str, timeout: float = 30) -> dict[str, Any]:
-    return wait_for(lambda: (h := read_history(operator, namespace)) is not None and check(h) and h, timeout, what)
+def wait_history(operator: Operator, namespace: str, check: Callable[[dict[str, Any]], Any], what: str,
+                 timeout: float = 30) -> dict[str, Any]:
+    """Poll the operator's /history until `check` holds for the body."""
+
+    def ready() -> dict[str, Any] | None:
+        body = read_history(operator, namespace)
+        return body if body is not None and check(body) else None
+
+    return wait_for(ready, timeout, what)
 
 
 def scrape(operator: Operator) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -106,8 +114,9 @@ def scrape(operator: Operator) -> dict[tuple[str, frozenset[tuple[str, str]]], f
             for family in text_string_to_metric_families(body) for s in family.samples}
 
 
-def sample(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
+def sample(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: str, /,
+           **labels: str) -> float | None:
+    return samples.get((metric, frozenset(labels.items())))
 
 
 def finished(rollout: dict[str, Any]) -> bool:
@@ -138,8 +147,18 @@ def test_a_rollout_leaves_its_attempt_with_trigger_steps_and_result(
     assert SECRET_VALUE not in operator.logs()
     key = operator.workdir / "state" / "history-env.key"
     assert key.stat().st_mode & 0o777 == 0o600
-    if history_db.kind == "sqlite":
-        assert (operator.workdir / "state" / "history.sqlite3").exists()
+
+    # Stopping the operator writes the health probes aggregated so far (one window, not a row per probe).
+    operator.stop()
+    assert "not written before shutdown" not in operator.logs()
+    store = HistoryStore(history_db.url or f"sqlite:///{operator.workdir / 'state' / 'history.sqlite3'}")
+    try:
+        windows = store.health_windows(rollout["uid"])
+        counts = store.row_counts()
+    finally:
+        store.dispose()
+    assert sum(w.probes_ok for w in windows) >= 1 and {w.revision for w in windows} == {rollout["revision"]}
+    assert counts["history_rollouts"] >= 1 and counts["history_steps"] >= 3
 
 
 def test_a_revision_degrading_while_it_bakes_leaves_a_revert_row_and_metrics_count_it(
@@ -228,7 +247,7 @@ def test_deploymind_history_prints_the_rows_through_the_api_servers_service_prox
     table = subprocess.run(cli, capture_output=True, text=True, check=False, timeout=60)
     as_json = subprocess.run([*cli, "-o", "json", "--limit", "5"], capture_output=True, text=True, check=False,
                              timeout=60)
-    direct = subprocess.run([*cli[:6], "--url", f"http://127.0.0.1:{operator.http_port}", "-o", "json", "--limit", "5"],
+    direct = subprocess.run([*cli[:7], "--url", f"http://127.0.0.1:{operator.http_port}", "-o", "json", "--limit", "5"],
                             capture_output=True, text=True, check=False, timeout=60)
     missing = subprocess.run([*cli[:4], "nothing", *cli[5:]], capture_output=True, text=True, check=False, timeout=60)
 

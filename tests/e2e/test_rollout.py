@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from typing import Any
 
 import pytest
 from dm import Cluster, Operator, http_get, ready, wait_for
 
+from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo, Health
-from world.ports import free_port
+from world.ports import free_port, port_open
 
 pytestmark = pytest.mark.e2e
 
@@ -73,3 +76,18 @@ def test_a_revision_failing_health_is_refused_while_the_old_one_keeps_serving(
     cluster.annotate("web", "deploymind.io/requested-at", "push-2")
     wait_for(lambda: cluster.status("web").get("lastHandledReconcileAt") == "push-2", 30, "push-2 handled")
     assert cluster.status("web")["revision"]["id"] == first["revision"]["id"]
+
+
+def test_a_removed_container_is_put_back_and_reported(cluster: Cluster, operator: Operator, app_repo: AppRepo,
+                                                       docker_engine: DockerEngine) -> None:
+    port = free_port()
+    cluster.apply(deployment("web", app_repo, port))
+    status = cluster.wait_status("web", lambda s: s.get("phase") in ("Baking", "Deployed"), 90, "released")
+    container = status["target"]["container"]
+    env = {**os.environ, **docker_engine.env}
+    subprocess.run(["docker", "rm", "-f", container], env=env, check=True, capture_output=True)
+    assert not port_open(port)
+    wait_for(lambda: http_get(port) == (200, "revision 1\n"), 30, "the app answering again")
+    repaired = wait_for(lambda: [e for e in cluster.events() if e["reason"] == "DriftRepaired"], 10, "the Event")
+    assert f"container {container} is missing" in repaired[0]["message"]
+    assert cluster.status("web")["revision"]["id"] == status["revision"]["id"]

@@ -190,7 +190,7 @@ def test_rotating_the_secret_redeploys_and_editing_the_health_check_does_not(
     first_container = container_id(docker_engine, stable)
 
     cluster.run("patch", "dmd", "web", "--type", "merge", "-p",
-                json.dumps({"spec": {"healthCheck": {"failureThreshold": 4, "timeoutSeconds": 2}}}))
+                json.dumps({"spec": {"healthCheck": {"failureThreshold": 4, "startupTimeoutSeconds": 6}}}))
     generation = cluster.get("web")["metadata"]["generation"]
     # observedGeneration is written when the reconcile of that generation ended, release included.
     edited = cluster.wait_status("web", lambda s: s.get("observedGeneration") == generation, 30,

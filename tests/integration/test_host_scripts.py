@@ -474,3 +474,19 @@ def _answers(host: Host) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_health_with_a_host_dir_answers_without_waiting_for_stats_and_reports_the_last_sample(
+        host: Host, app_repo: AppRepo) -> None:
+    assert host.build(app_repo, "r1").ok
+    assert host.release("r1").ok
+    params = HealthParams(uid8=host.uid8, image=host.image("r1"), port=host.port, host_dir=str(host.dir))
+    started = time.monotonic()
+    first = results.parse_health(host.run(health_script(params)).stdout.decode())
+    took = time.monotonic() - started
+    assert first.healthy and first.stats is None  # no sample yet: this tick started one
+    assert took < 1.5, f"the tick waited {took:.1f} s for docker stats"
+    sample = host.dir / host.uid8 / "stats.json"
+    wait_until(sample.exists, 15, "the background sample")
+    second = results.parse_health(host.run(health_script(params)).stdout.decode())
+    assert second.healthy and second.stats is not None and second.stats.memory_bytes > 0

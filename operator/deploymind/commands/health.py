@@ -7,6 +7,7 @@ JSON lines.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 
 from deploymind.commands import docker, hostpaths, shell
@@ -21,6 +22,9 @@ class HealthParams:
     port: int
     health_path: str = "/health"
     probe_timeout_s: int = 5
+    host_dir: str | None = None
+    """When set, CPU/memory are sampled in the background for the next tick (`docker stats` takes about 2 s,
+    longer than a 1-second probe period) and the tick reports the previous sample; else it samples inline."""
 
 
 def health_script(params: HealthParams) -> str:
@@ -35,6 +39,8 @@ def health_script(params: HealthParams) -> str:
             "port": params.port,
             "health_path": params.health_path,
             "probe_timeout": params.probe_timeout_s,
+            "stats_file": posixpath.join(hostpaths.object_dir(hostpaths.check_host_dir(params.host_dir), uid8),
+                                         "stats.json") if params.host_dir else "",
         }
     )
     header += shell.function("dm_inspect", [docker.inspect(stable)], "the stable container as JSON")

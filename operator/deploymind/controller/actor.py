@@ -49,6 +49,7 @@ class Actor:
     async def run(self, stopped: Callable[[], bool]) -> None:
         loop = asyncio.get_running_loop()
         while not stopped():
+            started = loop.time()
             obj = await self._fetch()
             if obj is None:
                 return
@@ -64,7 +65,7 @@ class Actor:
             else:
                 async with self.lock:
                     await runner.tick(obj)
-            await self._sleep(runner)
+            await self._sleep(runner, started)
 
     def _runner_for(self, obj: dict[str, Any]) -> Runner:
         if self._runner is None:
@@ -121,10 +122,12 @@ class Actor:
         if self._runner is not None:
             await self._runner.close()
 
-    async def _sleep(self, runner: Runner) -> None:
+    async def _sleep(self, runner: Runner, started: float) -> None:
         loop = asyncio.get_running_loop()
         period = float(runner.tick_delay())
-        deadlines = [loop.time() + period, self._next_poll]
+        # One probe per period counted from the start of the last one: a round trip that takes a while (docker
+        # stats samples for about a second) must not stretch the period, or failureThreshold takes far longer.
+        deadlines = [started + period, self._next_poll]
         if self._retry_at is not None:
             deadlines.append(self._retry_at)
         timeout = max(0.0, min(deadlines) - loop.time())

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from deploymind.api import reasons
 from deploymind.api.conditions import Conditions, F, Outcome, T, U, now, summarize
 from deploymind.api.spec import DeploymentSpec
-from deploymind.api.status import ConditionType, DeploymentStatus, FailedRevision, Revision, RevisionRef
+from deploymind.api.status import ConditionType, DeploymentStatus, FailedRevision, HistoryEntry, Revision, RevisionRef
 from deploymind.controller import health as rules
 from deploymind.controller.hooks import Hooks, ReportingTransport, StepReporter
 from deploymind.controller.hostlease import HostLeases
@@ -80,6 +80,9 @@ class Runner:
         meta = obj["metadata"]
         self.writer.refresh(obj)
         status = self.writer.current()
+        if trigger == "Resume" and status.observed_generation is None:
+            # Never observed: a new object, whose create handler may have run before its actor existed.
+            trigger = "SpecChange"
         conds = Conditions(status.conditions, meta.get("generation", 1))
         annotations = dict(meta.get("annotations") or {})
         token = annotations.get(REQUESTED_AT)
@@ -220,8 +223,6 @@ class Runner:
             status.bake_started_at = None
         else:
             status.bake_started_at = stamp
-        from deploymind.api.status import HistoryEntry
-
         entries = [h for h in status.history if h.id != target.revision]
         entries.insert(0, HistoryEntry(id=target.revision, commit=target.commit, image=target.image,
                                        deployed_at=stamp, result=result))
@@ -281,7 +282,8 @@ class Runner:
             return
         self._unreachable = 0
         self._hooks.emit("health", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, ok=observation.probe_ok,
-                         latency_ms=observation.latency_ms, stats=observation.result.stats)
+                         latency_ms=observation.latency_ms, stats=observation.result.stats,
+                         revision=status.revision.id)
         if self.spec.suspend:
             conds.set(ConditionType.HEALTHY, T if observation.probe_ok else F,
                       reasons.HEALTHY if observation.probe_ok else reasons.UNHEALTHY, observation.detail)
@@ -312,12 +314,15 @@ class Runner:
                           digest=status.revision.digest)
             good = Desired(revision=status.last_good.id, image=status.last_good.image, commit=status.last_good.commit)
             async with self._leases.hold(ctx.host_key, ctx.uid):
-                result = await release.release(ctx, good)
+                result = await release.release(ctx, good, purpose="revert", nonce=str(time.time_ns()))
             if not result.ok:
                 conds.set(ConditionType.HEALTHY, F, reasons.UNHEALTHY, decision.message)
                 return Outcome(waiting_reason=result.reason, waiting_message=result.message)
             self._quarantine(status, bad, reasons.ROLLED_BACK)
-            self._record_release(ctx, good, result=reasons.ROLLED_BACK)
+            self._record_release(ctx, good, result=reasons.RELEASED)
+            for entry in status.history:
+                if entry.id == bad.revision:
+                    entry.result = reasons.ROLLED_BACK
             self._hooks.emit("revert", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid,
                              from_revision=bad.revision, to_revision=good.revision, reason=decision.message)
             return Outcome(stalled_reason=reasons.ROLLED_BACK,
@@ -334,7 +339,7 @@ class Runner:
                               commit=status.revision.commit, digest=status.revision.digest)
             conds.set(ConditionType.HEALTHY, F, reasons.CONTAINER_MISSING, decision.message)
             async with self._leases.hold(ctx.host_key, ctx.uid):
-                result = await release.release(ctx, running)
+                result = await release.release(ctx, running, purpose="repair", nonce=str(time.time_ns()))
             if result.ok:
                 conds.set(ConditionType.HEALTHY, T, reasons.DRIFT_REPAIRED,
                           f"{decision.message}; released {running.revision} again")

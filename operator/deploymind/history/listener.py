@@ -9,7 +9,8 @@ Events and the fields it reads (anything else is ignored; a missing field gets a
   step              uid, step, status, reason, seconds [, message]     (joined to the uid's open attempt)
   reconcile_finished  stalled, waiting, seconds [, error]
   phase             namespace, name, phase      (the object's status.phase, when it changes)
-  health            namespace, name, uid, ok, latency_ms, stats (.cpu_percent, .memory_bytes) [, unreachable]
+  health            namespace, name, uid, ok, latency_ms, stats (.cpu_percent, .memory_bytes) [, revision,
+                    unreachable]
   revert            namespace, name, uid, from_revision, to_revision, reason
   transport_call    transport [, error_reason]
   webhook           result
@@ -152,7 +153,8 @@ class HistoryListener:
         self._metrics.health_check(namespace, name, PROBE_PASSED if ok else PROBE_FAILED, latency if ok else None)
         if cpu_ratio is not None and memory_bytes is not None:
             self._metrics.container_stats(namespace, name, cpu_ratio, memory_bytes)
-        self._recorder.probe(uid, namespace, name, ok=ok, latency_seconds=latency, cpu_ratio=cpu_ratio, memory_bytes=memory_bytes)
+        self._recorder.probe(uid, namespace, name, ok=ok, latency_seconds=latency, cpu_ratio=cpu_ratio,
+                             memory_bytes=memory_bytes, revision=_str(f, "revision"))
 
     def _on_revert(self, f: dict[str, object]) -> None:
         namespace, name = _str(f, "namespace"), _str(f, "name")

@@ -180,7 +180,8 @@ class HistoryRecorder:
     async def wait_flushed(self, within: float) -> bool:
         """Wait until every queued record is written; False if that did not happen `within` seconds."""
         try:
-            await asyncio.wait_for(self._idle.wait(), within)
+            async with asyncio.timeout(within):
+                await self._idle.wait()
         except TimeoutError:
             return False
         return True
@@ -215,8 +216,11 @@ class HistoryRecorder:
                     self._wake.clear()
                     timeout = next_purge - time.monotonic()
                     if timeout > 0:
+                        # asyncio.timeout, not wait_for: wait_for wraps the wait in a task of its own, which Kopf
+                        # cancels as a "hung task" at shutdown, and that cancellation would end this writer.
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), timeout)
+                            async with asyncio.timeout(timeout):
+                                await self._wake.wait()
             healthy = await self._step()
             if healthy:
                 backoff = 0.5

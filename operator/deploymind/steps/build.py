@@ -27,6 +27,9 @@ async def build(ctx: StepContext, target: Desired) -> None:
                          host_dir=ctx.settings.host_dir, dockerfile=spec_build.dockerfile if spec_build else "Dockerfile",
                          context=spec_build.context if spec_build else ".", min_free_disk_mb=ctx.settings.min_free_disk_mb)
     tarball = await asyncio.to_thread(target.tarball.read_bytes)
+    # Built=True of the previous revision would make the phase say Deploying while this one builds.
+    ctx.conditions.set(ConditionType.BUILT, F, reasons.PROGRESSING, f"building {target.image} on the host")
+    await ctx.safe_point()
     started = time.monotonic()
     run = await ctx.transport.run(build_script(params), stdin=tarball, timeout=BUILD_TIMEOUT_S)
     try:

@@ -54,7 +54,7 @@ async def probe(ctx: StepContext) -> Observation:
     assert ctx.status.revision is not None
     check = ctx.spec.health_check
     params = HealthParams(uid8=ctx.uid8, image=ctx.status.revision.image, port=ctx.spec.container.port,
-                          health_path=check.path, probe_timeout_s=check.timeout_seconds)
+                          health_path=check.path, probe_timeout_s=check.timeout_seconds, host_dir=ctx.settings.host_dir)
     run = await ctx.transport.run(health_script(params), timeout=check.timeout_seconds + PROBE_SLACK_S)
     try:
         result = parse_health(run.text())

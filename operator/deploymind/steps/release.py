@@ -34,12 +34,13 @@ def env_file(env: dict[str, str]) -> bytes:
     return "".join(f"{k}={v}\n" for k, v in sorted(env.items())).encode()
 
 
-def attempt_id(ctx: StepContext, target: Desired, purpose: str) -> str:
-    """Stable for one rollout across operator restarts (so a re-run re-attaches to the host's job), new for a retry,
-    a redeploy request, a revert or a repair."""
+def attempt_id(ctx: StepContext, target: Desired, purpose: str, nonce: str = "") -> str:
+    """Stable for one rollout across operator restarts (so a re-run re-attaches to the host's job), new for a retry
+    or a redeploy request. A revert or a repair passes a nonce: each one must really run on the host, never read
+    back an earlier job's result for the same revision."""
     status = ctx.status
     key = "|".join([purpose, str(ctx.generation), status.last_handled_reconcile_at or "", status.handled_retry or "",
-                    target.revision])
+                    target.revision, nonce])
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -51,12 +52,12 @@ def keep_images(ctx: StepContext, target: Desired) -> tuple[str, ...]:
     return tuple(dict.fromkeys(images))
 
 
-async def release(ctx: StepContext, target: Desired, purpose: str = "rollout") -> Released:
+async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", nonce: str = "") -> Released:
     spec = ctx.spec
     resources = spec.container.resources
     params = ReleaseParams(
         uid=ctx.uid, namespace=ctx.namespace, name=ctx.name, revision=target.revision, image=target.image,
-        port=spec.container.port, host_dir=ctx.settings.host_dir, attempt=attempt_id(ctx, target, purpose),
+        port=spec.container.port, host_dir=ctx.settings.host_dir, attempt=attempt_id(ctx, target, purpose, nonce),
         health_path=spec.health_check.path, probe_timeout_s=spec.health_check.timeout_seconds,
         startup_timeout_s=spec.health_check.startup_timeout_seconds,
         memory=resources.memory if resources else None,

@@ -16,7 +16,18 @@ latency=$(printf '%d.%03d' $(( micros / 1000 )) $(( micros % 1000 )))
 container=$(dm_inspect 2>/dev/null) || container=null
 expected=$(dm_image_id 2>/dev/null) || expected=""
 stats=null
-case $container in *'"running":true'*) stats=$(dm_stats 2>/dev/null) || stats=null ;; esac
+case $container in
+  *'"running":true'*)
+    if [ -n "$stats_file" ]; then
+      # The previous tick's sample; the next one is taken in the background so the probe never waits ~2 s for it.
+      [ -s "$stats_file" ] && stats=$(cat -- "$stats_file")
+      mkdir -p -- "${stats_file%/*}" 2>/dev/null
+      ( dm_stats > "$stats_file.tmp" 2>/dev/null && mv -f -- "$stats_file.tmp" "$stats_file" ) \
+        < /dev/null > /dev/null 2>&1 &
+    else
+      stats=$(dm_stats 2>/dev/null) || stats=null
+    fi ;;
+esac
 [ -n "$stats" ] || stats=null
 
 printf '{"probe":{"status":%d,"latency_ms":%s,"curl_exit":%d,"error":%s},"container":%s,"expected_image":%s,"expected_image_id":%s,"stats":%s}\n' \

@@ -1,0 +1,120 @@
+"""Deleting a Deployment: `Delete` removes its containers, images and files from the host, `Orphan` leaves the app
+running, and an unreachable host never blocks the deletion for ever (it gives up with a Warning Event)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dm import Cluster, Operator, http_get, wait_for
+from test_rollout import deployment
+
+from deploymind.sandbox.docker_engine import DockerEngine
+from world.apps import AppRepo
+from world.dirs import private_dir
+from world.ports import free_port
+from world.sshd import Sshd
+
+pytestmark = pytest.mark.e2e
+
+# The operator's default bound on cleaning up an unreachable host (Settings.cleanup_timeout_seconds).
+CLEANUP_TIMEOUT_S = 60
+
+
+def docker(engine: DockerEngine, *args: str) -> list[str]:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False,
+                          env={**os.environ, **engine.env})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def on_host(engine: DockerEngine, operator: Operator, uid: str) -> dict[str, Any]:
+    """What the object has on the host: containers (by its uid label), images, and its directory."""
+    return {
+        "containers": docker(engine, "ps", "-aq", "--filter", f"label=deploymind.io/uid={uid}"),
+        "images": docker(engine, "images", "-q", f"deploymind/{uid[:8]}"),
+        "files": (operator.host_dir / uid[:8]).exists(),
+    }
+
+
+def gone(cluster: Cluster, name: str) -> bool:
+    done = cluster.run("get", "dmd", name, "--ignore-not-found", "-o", "name", check=False)
+    return done.returncode == 0 and not done.stdout.strip()
+
+
+def answers(port: int) -> bool:
+    try:
+        return http_get(port, timeout=1)[0] == 200
+    except OSError:
+        return False
+
+
+def events_for(cluster: Cluster, name: str, reason: str) -> list[dict[str, Any]]:
+    return [e for e in cluster.events() if e["involvedObject"]["name"] == name and e["reason"] == reason]
+
+
+def test_delete_removes_the_containers_images_and_files_from_the_host(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine) -> None:
+    port = free_port()
+    cluster.apply(deployment("web", app_repo, port, rollback={"bakeSeconds": 0}))
+    cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "deployed")
+    uid = cluster.get("web")["metadata"]["uid"]
+    before = on_host(docker_engine, operator, uid)
+    assert before["containers"] and before["images"] and before["files"]
+
+    cluster.run("delete", "dmd", "web", "--timeout=60s")
+    assert gone(cluster, "web")
+    assert on_host(docker_engine, operator, uid) == {"containers": [], "images": [], "files": False}
+    assert not answers(port)
+    cleaned = events_for(cluster, "web", "CleanedUp")
+    assert cleaned and cleaned[0]["type"] == "Normal"
+
+
+def test_orphan_leaves_the_app_running_and_answering(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine) -> None:
+    port = free_port()
+    cluster.apply(deployment("web", app_repo, port, rollback={"bakeSeconds": 0}, deletionPolicy="Orphan"))
+    cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "deployed")
+    uid = cluster.get("web")["metadata"]["uid"]
+    before = on_host(docker_engine, operator, uid)
+
+    cluster.run("delete", "dmd", "web", "--timeout=60s")
+    assert gone(cluster, "web")
+    assert on_host(docker_engine, operator, uid) == before
+    assert http_get(port) == (200, "revision 1\n")
+    assert events_for(cluster, "web", "Orphaned")
+
+
+def test_delete_against_an_unreachable_host_gives_up_in_bounded_time_with_a_warning(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine,
+        world_root: Path, namespace: str) -> None:
+    # A private sshd: stopping the session one would break every other test using it.
+    server = Sshd.start(private_dir(world_root, f"sshd-{namespace}"), docker_host=docker_engine.host)
+    try:
+        cluster.run("create", "secret", "generic", "host-key", f"--from-file=key={server.key_path}")
+        cluster.run("create", "secret", "generic", "host-known",
+                    f"--from-file=known_hosts={server.known_hosts_path}")
+        target = {"transport": "ssh", "ssh": {
+            "host": "127.0.0.1", "port": server.port, "user": server.user,
+            "keySecretRef": {"name": "host-key", "key": "key"},
+            "knownHostsSecretRef": {"name": "host-known", "key": "known_hosts"}}}
+        port = free_port()
+        cluster.apply(deployment("web", app_repo, port, target=target, rollback={"bakeSeconds": 0}))
+        cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "deployed over ssh")
+        uid = cluster.get("web")["metadata"]["uid"]
+    finally:
+        server.stop()
+
+    started = time.monotonic()
+    cluster.run("delete", "dmd", "web", "--wait=false")
+    wait_for(lambda: gone(cluster, "web"), CLEANUP_TIMEOUT_S + 30, "the Deployment to go away", interval=0.5)
+    assert time.monotonic() - started <= CLEANUP_TIMEOUT_S + 30
+    warnings = events_for(cluster, "web", "CleanupFailed")
+    assert warnings and warnings[0]["type"] == "Warning"
+    assert uid in warnings[0]["message"]  # tells the user which label to clean up by hand
+    # Nothing was removed: the host could not be reached.
+    assert on_host(docker_engine, operator, uid)["containers"]

@@ -1,0 +1,119 @@
+"""Manual operations are annotations: `deploymind.io/rollback-to` pins a kept revision until the spec names a new one,
+`deploymind.io/retry` lifts a quarantine once; both are acted on when set while the operator is down."""
+
+from __future__ import annotations
+
+import urllib.request
+from typing import Any
+
+import pytest
+from dm import Cluster, Operator, http_get, ready, wait_for
+from test_rollout import deployment
+
+from world.apps import DEFAULT_PORT, START_SCRIPT, AppRepo, Health
+from world.ports import free_port
+
+pytestmark = pytest.mark.e2e
+
+ROLLBACK_TO = "deploymind.io/rollback-to"
+REQUESTED_AT = "deploymind.io/requested-at"
+RETRY = "deploymind.io/retry"
+
+
+def health_checks(operator: Operator) -> float:
+    """How many health probes the operator has made (its /metrics): proof that ticks ran."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.http_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("deploymind_health_checks_total{"))
+
+
+def serving(cluster: Cluster, port: int, commit: str, body: str) -> Any:
+    """A check: the object's status runs `commit` and the app answers `body`."""
+    return lambda: ((cluster.status("web").get("revision") or {}).get("commit") == commit
+                    and http_get(port, timeout=0.5) == (200, body))
+
+
+def test_rollback_to_holds_across_ticks_and_restarts_until_the_spec_names_a_new_revision(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo) -> None:
+    port = free_port()
+    first_commit = app_repo.head()
+    cluster.apply(deployment("web", app_repo, port, rollback={"bakeSeconds": 0}))
+    first = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "revision 1 deployed")
+    second = app_repo.commit_revision(Health.HEALTHY)
+    cluster.annotate("web", REQUESTED_AT, "push-1")
+    wait_for(serving(cluster, port, second, "revision 2\n"), 60, "revision 2 serving")
+
+    # Set while the operator is down: acted on when it comes back.
+    operator.kill()
+    cluster.annotate("web", ROLLBACK_TO, first["revision"]["id"])
+    operator.start()
+    wait_for(serving(cluster, port, first_commit, "revision 1\n"), 60, "rolled back to revision 1")
+    status = cluster.status("web")
+    assert status["rollbackTo"]["active"] is True and status["rollbackTo"]["revision"] == first["revision"]["id"]
+
+    # It holds across health ticks, a restart and a redeploy request, while the spec still names revision 2.
+    ticks = health_checks(operator)
+    wait_for(lambda: health_checks(operator) >= ticks + 3, 30, "three more health ticks")
+    operator.kill()
+    operator.start()
+    cluster.annotate("web", REQUESTED_AT, "push-2")
+    status = cluster.wait_status("web", lambda s: s.get("lastHandledReconcileAt") == "push-2", 60, "push-2 handled")
+    assert status["revision"]["id"] == first["revision"]["id"] and status["desiredRevision"] != first["revision"]["id"]
+    assert http_get(port) == (200, "revision 1\n")
+
+    # A new revision in the spec ends the pin.
+    third = app_repo.commit_revision(Health.HEALTHY)
+    cluster.annotate("web", REQUESTED_AT, "push-3")
+    wait_for(serving(cluster, port, third, "revision 3\n"), 60, "revision 3 serving")
+    assert cluster.status("web")["rollbackTo"]["active"] is False
+
+
+def test_rollback_to_a_revision_that_is_gone_is_stalled(cluster: Cluster, operator: Operator,
+                                                        app_repo: AppRepo) -> None:
+    port = free_port()
+    cluster.apply(deployment("web", app_repo, port, rollback={"bakeSeconds": 0}))
+    first = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "revision 1 deployed")
+    cluster.annotate("web", ROLLBACK_TO, "0123456789ab-deadbeef")
+    status = cluster.wait_status("web", lambda s: ready(s) == "False/RollbackTargetGone", 30,
+                                 "Ready=False reason RollbackTargetGone")
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "RollbackTargetGone"
+    assert "0123456789ab-deadbeef" in stalled["message"]
+    assert status["revision"]["id"] == first["revision"]["id"]
+    assert http_get(port) == (200, "revision 1\n")
+
+
+def commit_slow_starter(repo: AppRepo, healthy_after: int) -> str:
+    """A revision whose /health answers only `healthy_after` seconds after it starts (a slow warm-up)."""
+    repo.commit_revision(Health.UNHEALTHY)
+    warm_up = f"( /bin/busybox sleep {healthy_after}; echo ok > /www/health ) &\n"
+    repo.write_file("start.sh", START_SCRIPT.format(comment="Slow to start.", degrade=warm_up, port=DEFAULT_PORT))
+    return repo.commit_all("a revision that warms up slowly")
+
+
+def test_retry_lifts_the_quarantine_once_even_when_set_while_the_operator_is_down(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo) -> None:
+    port = free_port()
+    short = {"startupTimeoutSeconds": 2}
+    cluster.apply(deployment("web", app_repo, port, rollback={"bakeSeconds": 0}, healthCheck=short))
+    cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "revision 1 deployed")
+    slow = commit_slow_starter(app_repo, healthy_after=4)
+    cluster.annotate("web", REQUESTED_AT, "push-1")
+    status = cluster.wait_status("web", lambda s: any(f["commit"] == slow for f in s.get("failedRevisions", [])),
+                                 60, "the slow revision quarantined")
+    assert ready(status) == "False/RevisionQuarantined"
+
+    # A longer startup timeout alone does not lift the quarantine (healthCheck is not part of the revision).
+    cluster.apply(deployment("web", app_repo, port, rollback={"bakeSeconds": 0},
+                             healthCheck={"startupTimeoutSeconds": 20}))
+    status = cluster.wait_status("web", lambda s: s.get("observedGeneration") == 2, 30, "the new timeout observed")
+    assert ready(status) == "False/RevisionQuarantined"
+    assert status["revision"]["commit"] != slow and http_get(port) == (200, "revision 1\n")
+
+    operator.kill()
+    cluster.annotate("web", RETRY, "try-1")
+    operator.start()
+    wait_for(serving(cluster, port, slow, "revision 2\n"), 60, "the slow revision serving after the retry")
+    status = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 30, "phase Deployed")
+    assert not any(f["commit"] == slow for f in status.get("failedRevisions", []))
