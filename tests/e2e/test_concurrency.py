@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import threading
 
@@ -42,7 +43,7 @@ def test_two_deployments_on_one_host_release_one_at_a_time(cluster: Cluster, ope
     uids = {cluster.get(n)["metadata"]["uid"] for n in ("one", "two")}
     assert uids <= set(sequence), f"both releases took the host's Lease: {sequence}"
     # Between two different holders the Lease is always released first: never handed over while held.
-    for before, after in zip(sequence, sequence[1:], strict=False):
+    for before, after in itertools.pairwise(sequence):
         assert not (before and after and before != after), f"the Lease passed from {before} to {after} while held"
 
 

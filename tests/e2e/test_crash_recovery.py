@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kmock
 import pytest
 from dm import Cluster, Operator, http_get, ready, wait_for
+from kmock._internal.rendering import Request, Response
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import DEFAULT_PORT, DOCKERFILE, START_SCRIPT, AppRepo
@@ -100,7 +100,7 @@ def deployment(name: str, repo: AppRepo, port: int) -> dict[str, Any]:
 def commit_slow_build(repo: AppRepo, body: str) -> str:
     repo.commit_revision(body=body)
     # After the unique www layer, so no earlier build has this step cached.
-    repo.write_file("Dockerfile", DOCKERFILE.replace("USER", 'RUN ["/bin/busybox", "sleep", "6"]\nUSER', 1))
+    repo.write_file("Dockerfile", DOCKERFILE.replace("USER", 'RUN ["/bin/busybox", "sleep", "5"]\nUSER', 1))
     return repo.commit_all(f"{body.strip()}: slow build")
 
 
@@ -130,10 +130,13 @@ class StatusWriteHold:
         kube.api.call(self._arm)
 
     def _arm(self, emulator: Any) -> None:
-        # A kmock reaction serves one request; it is armed again for the next until it has held its write.
+        # A kmock reaction that passes a request on (returns None) is used up: arm it again until it has held
+        # its write.
         emulator[self._criteria] << functools.partial(self._react, emulator)
 
-    async def _react(self, emulator: Any, request: kmock.Request) -> kmock.Response | None:
+    async def _react(self, emulator: Any, request: Request) -> Response | None:
+        if self.held.is_set():
+            return None  # done: a reaction that passes a request on is not asked again
         data = request.data if isinstance(request.data, dict) else {}
         revision = (data.get("status") or {}).get("revision") or {}
         if revision.get("commit") != self._commit:
@@ -144,7 +147,7 @@ class StatusWriteHold:
             if self.writer_dead.is_set():
                 break
             await asyncio.sleep(0.05)
-        return kmock.Response(status=503, payload={"kind": "Status", "status": "Failure", "code": 503})
+        return Response(status=503, payload={"kind": "Status", "status": "Failure", "code": 503})
 
 
 class Host:
@@ -182,9 +185,12 @@ def assert_converged(cluster: Cluster, host: Host, port: int, commit: str, body:
     assert all(conditions[t] == "True" for t in ("SourceReady", "Built", "Released", "Healthy")), conditions
     assert "Reconciling" not in conditions and "Stalled" not in conditions
     assert status.get("failedRevisions", []) == []
-    containers = wait_for(lambda: (found := host.containers()) and len(found) == 1 and found, 30,
-                          "one container left")
-    only = containers[0]
+
+    def one_container() -> dict[str, str] | None:
+        found = host.containers()
+        return found[0] if len(found) == 1 else None
+
+    only = wait_for(one_container, 30, "one container left")
     assert only["name"] == f"dm-{host.uid[:8]}" and only["state"] == "running", only
     assert only["revision"] == status["revision"]["id"] and only["image"] == status["revision"]["image"], only
     assert http_get(port) == (200, body)

@@ -87,8 +87,11 @@ def deploy(cluster: Cluster, repo: AppRepo, port: int, bake_seconds: int = 0) ->
                          "--dry-run=client", "-o", "yaml").stdout
     cluster.apply(secret)
     cluster.apply(deployment("web", repo, port, bake_seconds))
-    return cluster.wait_status("web", lambda s: s.get("phase") == "Deployed" and bool(s.get("lastGood")), 90,
-                               "phase Deployed with a last good revision")
+    try:
+        return cluster.wait_status("web", lambda s: s.get("phase") == "Deployed" and bool(s.get("lastGood")), 90,
+                                   "phase Deployed with a last good revision")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nstatus: {json.dumps(cluster.status('web'), indent=1)}") from None
 
 
 def read_history(operator: Operator, namespace: str, name: str = "web") -> dict[str, Any] | None:
@@ -149,6 +152,12 @@ def test_a_rollout_leaves_its_attempt_with_trigger_steps_and_result(
     assert key.stat().st_mode & 0o777 == 0o600
 
     # Stopping the operator writes the health probes aggregated so far (one window, not a row per probe).
+    wait_for(lambda: sample(scrape(operator), "deploymind_health_checks_total", namespace=cluster.namespace,
+                            name="web", result="Passed"), 30, "a passed health check")
+    # docker stats of the stable container, read on the host with the health check
+    memory = wait_for(lambda: sample(scrape(operator), "deploymind_container_memory_bytes", namespace=cluster.namespace,
+                                     name="web"), 30, "the container's memory in the metrics")
+    assert 0 < memory < 512 * 1024 * 1024
     operator.stop()
     assert "not written before shutdown" not in operator.logs()
     store = HistoryStore(history_db.url or f"sqlite:///{operator.workdir / 'state' / 'history.sqlite3'}")

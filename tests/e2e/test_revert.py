@@ -118,6 +118,16 @@ def test_a_revision_failing_after_the_bake_is_restarted_not_reverted(
     # Restarted in place: the same container, the same image; nothing reverted, nothing quarantined.
     assert restarted["Id"] == before["Id"]
     assert restarted["Config"]["Image"] == baked["revision"]["image"]
+    # The health file stays deleted across a restart: the app keeps failing and is restarted again, and Ready
+    # stays False meanwhile (a failing probe below the threshold is no reason to call it Ready again).
+    wait_for(lambda: stable_container(docker_engine, uid)["State"]["StartedAt"] != restarted["State"]["StartedAt"],
+             30, "a second restart")
     status = cluster.status("web")
     assert status["revision"]["commit"] == late and status["lastGood"]["commit"] == late
     assert status.get("failedRevisions", []) == []
+    assert ready(status) == "False/Unhealthy"
+    ready_events = [(e["message"].split(":")[0], e["reason"])
+                    for e in sorted(cluster.events(), key=lambda e: int(e["metadata"]["resourceVersion"]))
+                    if e["involvedObject"]["name"] == "web" and e["message"].startswith("Ready is")]
+    since_unhealthy = ready_events[ready_events.index(("Ready is False", "Unhealthy")):]
+    assert [e for e in since_unhealthy if e[0] == "Ready is True"] == []

@@ -115,7 +115,7 @@ class CmdlineSampler:
 
 
 def files_containing(root: Path, needles: list[bytes]) -> list[str]:
-    found = []
+    found: list[str] = []
     for path in root.rglob("*"):
         try:
             if path.is_file() and not path.is_symlink():

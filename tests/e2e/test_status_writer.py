@@ -47,7 +47,7 @@ def test_a_status_write_that_meets_a_409_is_retried_and_the_status_converges(
     port = free_port()
     cluster.apply(deployment("web", app_repo, port))
     cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 60, "first revision deployed")
-    second = commit_slow_start(app_repo, 4, "second\n")
+    second = commit_slow_start(app_repo, 3, "second\n")
     cluster.annotate("web", "deploymind.io/requested-at", "push-1")
 
     def releasing(status: dict[str, Any]) -> bool:

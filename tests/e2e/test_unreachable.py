@@ -7,6 +7,7 @@ crash or a reboot. While it is gone a recorder holds its port, accepts each conn
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -79,10 +80,8 @@ def take_down(server: Sshd) -> None:
     sessions = descendants(server.pid)
     server.stop()
     for pid in sessions:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture

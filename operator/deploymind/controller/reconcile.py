@@ -346,7 +346,11 @@ class Runner:
                 self._hooks.emit("drift_repaired", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid,
                                  revision=running.revision)
             return outcome
-        conds.set(ConditionType.HEALTHY, T if decision.healthy else F, decision.reason, decision.message)
+        healthy = conds.get(ConditionType.HEALTHY)
+        # A failing probe below the threshold does not make an unhealthy app Healthy again (Ready would flap and post
+        # an Event pair per restart); only a passing probe does.
+        if not (decision.healthy and decision.failures and healthy is not None and healthy.status == F):
+            conds.set(ConditionType.HEALTHY, T if decision.healthy else F, decision.reason, decision.message)
         return Outcome(baking=rules.baking(status), stalled_reason=outcome.stalled_reason,
                        stalled_message=outcome.stalled_message)
 

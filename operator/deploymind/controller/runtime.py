@@ -29,8 +29,9 @@ class Runtime:
         self.actors.pop((namespace, name), None)
 
     def wake(self, namespace: str, name: str, trigger: str) -> None:
-        if (namespace, name) in self.actors:
-            self.actors[(namespace, name)].wake(trigger)
+        # The actor may not exist yet (a create handler can run before the daemon starts): create it, so the
+        # trigger is kept and the daemon picks up the same actor.
+        self.actor(namespace, name).wake(trigger)
 
     def host_key(self, spec: DeploymentSpec) -> str:
         return host_key(spec, self.settings)

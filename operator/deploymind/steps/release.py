@@ -45,10 +45,11 @@ def attempt_id(ctx: StepContext, target: Desired, purpose: str, nonce: str = "")
 
 
 def keep_images(ctx: StepContext, target: Desired) -> tuple[str, ...]:
-    images = [h.image for h in ctx.status.history[: ctx.spec.revision_history_limit]]
+    # The target becomes the newest history entry: with it, the host keeps revisionHistoryLimit revisions, not one more.
+    recent = [target.image, *(h.image for h in ctx.status.history if h.image != target.image)]
+    images = recent[: ctx.spec.revision_history_limit]
     if ctx.status.last_good:
         images.append(ctx.status.last_good.image)
-    images.append(target.image)
     return tuple(dict.fromkeys(images))
 
 
