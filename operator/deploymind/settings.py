@@ -30,7 +30,8 @@ class Settings:
     """This operator process, as a Lease holder."""
     host_lease_seconds: int = 60
     host_lease_wait_seconds: float = 600.0
-    cleanup_timeout_seconds: float = 60.0
+    cleanup_timeout_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("DEPLOYMIND_CLEANUP_TIMEOUT_SECONDS", "60")))
     """How long delete keeps trying to remove the app from an unreachable host before it gives up (Warning Event)."""
     transport_timeout_seconds: float = 900.0
     min_free_disk_mb: int = 512

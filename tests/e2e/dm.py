@@ -142,7 +142,7 @@ class Cluster:
 
     def wait_status(self, name: str, predicate: Callable[[dict[str, Any]], bool], timeout: float,
                     what: str) -> dict[str, Any]:
-        return wait_for(lambda: (s := self.status(name)) and predicate(s) and s, timeout, f"{name}: {what}")
+        return wait_for(lambda: s if (s := self.status(name)) and predicate(s) else None, timeout, f"{name}: {what}")
 
 
 def ready(status: dict[str, Any]) -> str | None:

@@ -175,8 +175,10 @@ class Host:
         return self.dir / "releases" / revision / name
 
 
-def assert_converged(cluster: Cluster, host: Host, port: int, commit: str, body: str) -> dict[str, Any]:
-    """Exactly one container, `dm-<uid8>`, runs the revision of `commit`, and the status says so, truthfully."""
+def assert_converged(cluster: Cluster, host: Host, port: int, commit: str, body: str,
+                     token: str | None = None) -> dict[str, Any]:
+    """Exactly one container, `dm-<uid8>`, runs the revision of `commit`, and the status says so, truthfully
+    (the redeploy request `token` included)."""
     generation = cluster.get("web")["metadata"]["generation"]
     status = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed" and s.get("revision", {}).get(
         "commit") == commit and s.get("observedGeneration") == generation, 90, f"converged on {commit[:12]}")
@@ -185,6 +187,7 @@ def assert_converged(cluster: Cluster, host: Host, port: int, commit: str, body:
     assert all(conditions[t] == "True" for t in ("SourceReady", "Built", "Released", "Healthy")), conditions
     assert "Reconciling" not in conditions and "Stalled" not in conditions
     assert status.get("failedRevisions", []) == []
+    assert status.get("lastHandledReconcileAt") == token
 
     def one_container() -> dict[str, str] | None:
         found = host.containers()
@@ -218,7 +221,7 @@ def test_an_operator_killed_at_any_step_of_a_rollout_converges_after_a_restart(
     op.kill()
     gate.hold.unlink()
     op.start()
-    assert_converged(cluster, host, port, commit, body)
+    assert_converged(cluster, host, port, commit, body, "during-source")
 
     # 2. During build: the host runs `docker build`, slowly.
     body = f"build {tag}\n"
@@ -228,7 +231,7 @@ def test_an_operator_killed_at_any_step_of_a_rollout_converges_after_a_restart(
              "the build running on the host")
     op.kill()
     op.start()
-    assert_converged(cluster, host, port, commit, body)
+    assert_converged(cluster, host, port, commit, body, "during-build")
 
     # 3. During release: the detached host job waits for a slow candidate and must finish on its own.
     body = f"release {tag}\n"
@@ -243,7 +246,7 @@ def test_an_operator_killed_at_any_step_of_a_rollout_converges_after_a_restart(
     job = json.loads(result_file.read_text())
     assert job["result"] == "Released", job
     op.start()
-    assert_converged(cluster, host, port, commit, body)
+    assert_converged(cluster, host, port, commit, body, "during-release")
     # The restarted operator read the job's result instead of releasing again.
     assert host.stable_id() == job["container_id"]
 
@@ -259,5 +262,5 @@ def test_an_operator_killed_at_any_step_of_a_rollout_converges_after_a_restart(
     assert http_get(port) == (200, body)  # the host did switch
     switched = host.stable_id()
     op.start()
-    assert_converged(cluster, host, port, commit, body)
+    assert_converged(cluster, host, port, commit, body, "after-release")
     assert host.stable_id() == switched

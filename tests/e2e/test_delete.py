@@ -21,8 +21,13 @@ from world.sshd import Sshd
 
 pytestmark = pytest.mark.e2e
 
-# The operator's default bound on cleaning up an unreachable host (Settings.cleanup_timeout_seconds).
-CLEANUP_TIMEOUT_S = 60
+# The bound on cleaning up an unreachable host, given to this module's operators (default 60 s).
+CLEANUP_TIMEOUT_S = 10
+
+
+@pytest.fixture
+def operator_env() -> dict[str, str]:
+    return {"DEPLOYMIND_CLEANUP_TIMEOUT_SECONDS": str(CLEANUP_TIMEOUT_S)}
 
 
 def docker(engine: DockerEngine, *args: str) -> list[str]:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import urllib.request
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 from dm import Cluster, Operator, http_get, ready, wait_for
@@ -28,7 +28,7 @@ def health_checks(operator: Operator) -> float:
                if line.startswith("deploymind_health_checks_total{"))
 
 
-def serving(cluster: Cluster, port: int, commit: str, body: str) -> Any:
+def serving(cluster: Cluster, port: int, commit: str, body: str) -> Callable[[], bool]:
     """A check: the object's status runs `commit` and the app answers `body`."""
     return lambda: ((cluster.status("web").get("revision") or {}).get("commit") == commit
                     and http_get(port, timeout=0.5) == (200, body))

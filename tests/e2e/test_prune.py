@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from dm import Cluster, Operator, http_get, wait_for
@@ -26,6 +28,14 @@ def image_tags(engine: DockerEngine, uid: str) -> set[str]:
     return set(done.stdout.split())
 
 
+def released(commit: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda status: (status.get("revision") or {}).get("commit") == commit
+
+
+def answering(port: int, body: str) -> Callable[[], bool]:
+    return lambda: http_get(port, timeout=0.5) == (200, body)
+
+
 def test_rollouts_beyond_the_history_limit_leave_n_revisions_plus_last_good_on_the_host(
         cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine) -> None:
     port = free_port()
@@ -40,11 +50,9 @@ def test_rollouts_beyond_the_history_limit_leave_n_revisions_plus_last_good_on_t
     for number in range(2, LIMIT + 4):  # N+3 rollouts in all
         commit = app_repo.commit_revision(Health.HEALTHY)
         cluster.annotate("web", "deploymind.io/requested-at", f"push-{number}")
-        status = cluster.wait_status("web", lambda s, c=commit: (s.get("revision") or {}).get("commit") == c,
-                                     60, f"revision {number} released")
+        status = cluster.wait_status("web", released(commit), 60, f"revision {number} released")
         deployed.append(status["revision"]["id"])
-        wait_for(lambda n=number: http_get(port, timeout=0.5) == (200, f"revision {n}\n"), 15,
-                 f"revision {number} answering")
+        wait_for(answering(port, f"revision {number}\n"), 15, f"revision {number} answering")
 
     status = cluster.status("web")
     assert status["lastGood"]["id"] == last_good

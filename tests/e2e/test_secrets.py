@@ -111,7 +111,7 @@ class CmdlineSampler:
                     self.release_scripts += 1
                 if any(n in cmdline for n in self._needles):
                     self.leaks.append(f"pid {entry.name}: {cmdline[:200]!r}")
-            self._stop.wait(0.005)
+            self._stop.wait(0.01)
 
 
 def files_containing(root: Path, needles: list[bytes]) -> list[str]:

@@ -58,8 +58,10 @@ def test_a_status_write_that_meets_a_409_is_retried_and_the_status_converges(
     # The operator read the object before the release; this write makes that read stale.
     cluster.annotate("web", TOUCH, "during-release")
 
-    status = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed"
-                                 and s.get("revision", {}).get("commit") == second, 60, "second revision deployed")
+    # push-1 handled too: a reconcile already queued before the annotation may roll the new commit out first.
+    status = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed" and s.get("lastHandledReconcileAt")
+                                 == "push-1" and s.get("revision", {}).get("commit") == second, 60,
+                                 "second revision deployed")
     assert ready(status) == "True/Deployed"
     assert http_get(port) == (200, "second\n")
     status_patches = [r for r in kube.emulator.audit.find("patch", "deployments.deploymind.io",

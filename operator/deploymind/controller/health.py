@@ -82,9 +82,10 @@ def decide(obs: Observed, failures: int, spec: DeploymentSpec, status: Deploymen
             if elapsed >= spec.rollback.bake_seconds:
                 return Decision(Action.PROMOTE, 0, True, reasons.HEALTHY,
                                 f"{spec.health_check.path} answered{latency}; baked for {spec.rollback.bake_seconds} s")
+            # No elapsed counter here: status is written only when something in it changes.
             return Decision(Action.NONE, 0, True, reasons.HEALTHY,
-                            f"{spec.health_check.path} answered{latency}; baking "
-                            f"({int(elapsed)}/{spec.rollback.bake_seconds} s)")
+                            f"{spec.health_check.path} answered{latency}; baking for {spec.rollback.bake_seconds} s "
+                            f"from {status.bake_started_at}")
         return Decision(Action.NONE, 0, True, reasons.HEALTHY, f"{spec.health_check.path} answered{latency}")
     failures += 1
     threshold = spec.health_check.failure_threshold

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from deploymind.api import reasons
 from deploymind.api.conditions import transitions
 from deploymind.api.status import Condition, ConditionStatus, ConditionType, DeploymentStatus
 from deploymind.controller.kube import Conflict, Kube, NotFound
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 5
 # Conditions whose False is bad news (a Warning Event); the others are progress.
 WARN_WHEN_TRUE = {ConditionType.STALLED}
+# False with these reasons means "under way", not "failed".
+PROGRESS_REASONS = {reasons.PROGRESSING, reasons.RELEASING, reasons.PENDING, reasons.BAKING}
 
 
 def merge_patch(old: Any, new: Any) -> Any:
@@ -36,6 +39,8 @@ def merge_patch(old: Any, new: Any) -> Any:
 
 
 def _event_type(cond: Condition) -> str:
+    if cond.reason in PROGRESS_REASONS:
+        return "Normal"
     if cond.type in WARN_WHEN_TRUE:
         return "Warning" if cond.status == ConditionStatus.TRUE else "Normal"
     return "Warning" if cond.status == ConditionStatus.FALSE and cond.type != ConditionType.RECONCILING else "Normal"
