@@ -174,7 +174,7 @@ def test_a_revision_degrading_while_it_bakes_leaves_a_revert_row_and_metrics_cou
         cluster: Cluster, operator: Operator, app_repo: AppRepo, history_db: HistoryDb) -> None:
     port = free_port()
     first = deploy(cluster, app_repo, port)
-    bad = app_repo.commit_revision(Health.DEGRADING, fail_after=5)
+    bad = app_repo.commit_revision(Health.DEGRADING, fail_after=12)
     cluster.apply(deployment("web", app_repo, port, bake_seconds=600))
 
     status = cluster.wait_status("web", lambda s: s.get("phase") == "RolledBack", 90, "phase RolledBack")

@@ -65,7 +65,7 @@ def test_a_revision_failing_inside_the_bake_window_is_reverted_and_stays_reverte
                              rollback={"bakeSeconds": 60}))
     cluster.wait_status("web", lambda s: s.get("observedGeneration") == 2, 30, "the new bake window observed")
 
-    bad = app_repo.commit_revision(Health.DEGRADING, fail_after=3)
+    bad = app_repo.commit_revision(Health.DEGRADING, fail_after=8)
     cluster.annotate("web", "deploymind.io/requested-at", "push-1")
     cluster.wait_status("web", lambda s: (s.get("revision") or {}).get("commit") == bad and s.get("phase") == "Baking",
                         60, "the degrading revision released and baking")
