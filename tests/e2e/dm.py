@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from world.apps import AppRepo
 from world.kubetools import Kubectl
 from world.ports import free_port
 
@@ -156,3 +157,18 @@ def http_get(port: int, path: str = "/", timeout: float = 2) -> tuple[int, str]:
             return r.status, r.read().decode(errors="replace")
     except urllib.error.HTTPError as e:
         return e.code, ""
+
+
+def deployment(name: str, repo: AppRepo, port: int, **spec: Any) -> dict[str, Any]:
+    """A Deployment of `repo` on the local transport with 1-second probes; `spec` keys are merged over it."""
+    body: dict[str, Any] = {
+        "source": {"repo": repo.url, "ref": "main"},
+        "target": {"transport": "local"},
+        "container": {"port": port},
+        "healthCheck": {"path": "/health", "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3,
+                        "startupTimeoutSeconds": 15},
+        "rollback": {"auto": True, "bakeSeconds": 5},
+    }
+    for key, value in spec.items():
+        body[key] = {**body.get(key, {}), **value} if isinstance(value, dict) else value
+    return {"apiVersion": "deploymind.io/v1alpha1", "kind": "Deployment", "metadata": {"name": name}, "spec": body}

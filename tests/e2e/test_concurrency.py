@@ -7,8 +7,7 @@ import subprocess
 import threading
 
 import pytest
-from dm import Cluster, Operator, http_get, ready
-from test_rollout import deployment
+from dm import Cluster, Operator, deployment, http_get, ready
 
 from world.apps import AppRepo, create_app_repo
 from world.kubetools import Kubectl

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from dm import Cluster, Operator, http_get, ready, wait_for
+from dm import deployment as deployment_of
 from kmock._internal.rendering import Request, Response
 
 from deploymind.sandbox.docker_engine import DockerEngine
@@ -87,14 +88,7 @@ def docker(engine: DockerEngine, *args: str) -> str:
 
 
 def deployment(name: str, repo: AppRepo, port: int) -> dict[str, Any]:
-    return {"apiVersion": "deploymind.io/v1alpha1", "kind": "Deployment", "metadata": {"name": name}, "spec": {
-        "source": {"repo": repo.url, "ref": "main"},
-        "target": {"transport": "local"},
-        "container": {"port": port},
-        "healthCheck": {"path": "/health", "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3,
-                        "startupTimeoutSeconds": 20},
-        "rollback": {"auto": True, "bakeSeconds": 0},
-    }}
+    return deployment_of(name, repo, port, healthCheck={"startupTimeoutSeconds": 20}, rollback={"bakeSeconds": 0})
 
 
 def commit_slow_build(repo: AppRepo, body: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dm import Cluster, Operator, http_get, wait_for
+from dm import Cluster, Operator, deployment, http_get, wait_for
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import DEFAULT_PORT, START_SCRIPT, AppRepo
@@ -96,17 +96,11 @@ def traced_operator(kube: Kube, docker_engine: DockerEngine, namespace: str, wor
 
 
 def ssh_deployment(name: str, repo: AppRepo, port: int, sshd: Sshd) -> dict[str, Any]:
-    return {"apiVersion": "deploymind.io/v1alpha1", "kind": "Deployment", "metadata": {"name": name}, "spec": {
-        "source": {"repo": repo.url, "ref": "main"},
-        "target": {"transport": "ssh", "ssh": {
-            "host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
-            "keySecretRef": {"name": "host-ssh", "key": "id"},
-            "knownHostsSecretRef": {"name": "host-ssh", "key": "known_hosts"}}},
-        "container": {"port": port},
-        "healthCheck": {"path": "/health", "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3,
-                        "startupTimeoutSeconds": 15},
-        "rollback": {"auto": True, "bakeSeconds": 0},
-    }}
+    return deployment(name, repo, port, rollback={"bakeSeconds": 0}, healthCheck={"failureThreshold": 3},
+                      target={"transport": "ssh", "ssh": {
+                          "host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
+                          "keySecretRef": {"name": "host-ssh", "key": "id"},
+                          "knownHostsSecretRef": {"name": "host-ssh", "key": "known_hosts"}}})
 
 
 def commit_verbose_app(repo: AppRepo) -> str:

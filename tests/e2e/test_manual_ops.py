@@ -7,8 +7,7 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from dm import Cluster, Operator, http_get, ready, wait_for
-from test_rollout import deployment
+from dm import Cluster, Operator, deployment, http_get, ready, wait_for
 
 from world.apps import DEFAULT_PORT, START_SCRIPT, AppRepo, Health
 from world.ports import free_port

@@ -9,8 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dm import Cluster, Operator, http_get, wait_for
-from test_rollout import deployment
+from dm import Cluster, Operator, deployment, http_get, wait_for
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo, Health

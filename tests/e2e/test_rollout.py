@@ -7,27 +7,13 @@ import subprocess
 from typing import Any
 
 import pytest
-from dm import Cluster, Operator, http_get, ready, wait_for
+from dm import Cluster, Operator, deployment, http_get, ready, wait_for
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo, Health
 from world.ports import free_port, port_open
 
 pytestmark = pytest.mark.e2e
-
-
-def deployment(name: str, repo: AppRepo, port: int, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "source": {"repo": repo.url, "ref": "main"},
-        "target": {"transport": "local"},
-        "container": {"port": port},
-        "healthCheck": {"path": "/health", "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3,
-                        "startupTimeoutSeconds": 15},
-        "rollback": {"auto": True, "bakeSeconds": 5},
-    }
-    for key, value in spec.items():
-        body[key] = {**body.get(key, {}), **value} if isinstance(value, dict) else value
-    return {"apiVersion": "deploymind.io/v1alpha1", "kind": "Deployment", "metadata": {"name": name}, "spec": body}
 
 
 def test_a_good_revision_becomes_ready_and_the_app_answers(cluster: Cluster, operator: Operator,

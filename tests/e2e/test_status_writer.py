@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from dm import Cluster, Operator, http_get, ready
+from dm import deployment as deployment_of
 
 from world.apps import DEFAULT_PORT, START_SCRIPT, AppRepo
 from world.kube import Kube
@@ -24,14 +25,7 @@ SLOW_START = "/bin/busybox rm -f /www/health\n( /bin/busybox sleep {delay}; echo
 
 
 def deployment(name: str, repo: AppRepo, port: int) -> dict[str, Any]:
-    return {"apiVersion": "deploymind.io/v1alpha1", "kind": "Deployment", "metadata": {"name": name}, "spec": {
-        "source": {"repo": repo.url, "ref": "main"},
-        "target": {"transport": "local"},
-        "container": {"port": port},
-        "healthCheck": {"path": "/health", "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3,
-                        "startupTimeoutSeconds": 20},
-        "rollback": {"auto": True, "bakeSeconds": 0},
-    }}
+    return deployment_of(name, repo, port, healthCheck={"startupTimeoutSeconds": 20}, rollback={"bakeSeconds": 0})
 
 
 def commit_slow_start(repo: AppRepo, delay: int, body: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dm import Cluster, Operator, http_get, ready, wait_for
+from dm import Cluster, Operator, deployment, http_get, ready, wait_for
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo
@@ -93,17 +93,11 @@ def host(world_root: Path, docker_engine: DockerEngine, namespace: str) -> Itera
 
 
 def ssh_deployment(name: str, repo: AppRepo, port: int, sshd: Sshd) -> dict[str, Any]:
-    return {"apiVersion": "deploymind.io/v1alpha1", "kind": "Deployment", "metadata": {"name": name}, "spec": {
-        "source": {"repo": repo.url, "ref": "main"},
-        "target": {"transport": "ssh", "ssh": {
-            "host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
-            "keySecretRef": {"name": "host-ssh", "key": "id"},
-            "knownHostsSecretRef": {"name": "host-ssh", "key": "known_hosts"}}},
-        "container": {"port": port},
-        "healthCheck": {"path": "/health", "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2,
-                        "startupTimeoutSeconds": 15},
-        "rollback": {"auto": True, "bakeSeconds": 0},
-    }}
+    return deployment(name, repo, port, rollback={"bakeSeconds": 0}, healthCheck={"failureThreshold": 2},
+                      target={"transport": "ssh", "ssh": {
+                          "host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
+                          "keySecretRef": {"name": "host-ssh", "key": "id"},
+                          "knownHostsSecretRef": {"name": "host-ssh", "key": "known_hosts"}}})
 
 
 def test_an_unreachable_host_is_reported_backed_off_never_reverted_and_recovered(
