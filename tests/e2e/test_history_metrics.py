@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deploymind.history.store import HistoryStore
 from deploymind.sandbox.docker_engine import DockerEngine
-from world.apps import AppRepo, Health
+from world.apps import AppRepo, Health, fail_health
 from world.kube import Kube
 from world.ports import free_port
 from world.postgres import Postgres, pg_bin
@@ -174,8 +174,11 @@ def test_a_revision_degrading_while_it_bakes_leaves_a_revert_row_and_metrics_cou
         cluster: Cluster, operator: Operator, app_repo: AppRepo, history_db: HistoryDb) -> None:
     port = free_port()
     first = deploy(cluster, app_repo, port)
-    bad = app_repo.commit_revision(Health.DEGRADING, fail_after=12)
+    bad = app_repo.commit_revision(Health.DEGRADING)
     cluster.apply(deployment("web", app_repo, port, bake_seconds=600))
+    cluster.wait_status("web", lambda s: s.get("phase") == "Baking" and s["revision"]["commit"] == bad, 90,
+                        "the degrading revision baking")
+    fail_health(port)
 
     status = cluster.wait_status("web", lambda s: s.get("phase") == "RolledBack", 90, "phase RolledBack")
 

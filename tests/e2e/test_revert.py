@@ -13,7 +13,7 @@ import pytest
 from dm import Cluster, Operator, deployment, http_get, ready, wait_for
 
 from deploymind.sandbox.docker_engine import DockerEngine
-from world.apps import AppRepo, Health
+from world.apps import AppRepo, Health, fail_health
 from world.ports import free_port
 from world.sshd import Sshd
 
@@ -64,12 +64,11 @@ def test_a_revision_failing_inside_the_bake_window_is_reverted_and_stays_reverte
                              rollback={"bakeSeconds": 60}))
     cluster.wait_status("web", lambda s: s.get("observedGeneration") == 2, 30, "the new bake window observed")
 
-    bad = app_repo.commit_revision(Health.DEGRADING, fail_after=8)
+    bad = app_repo.commit_revision(Health.DEGRADING)
     cluster.annotate("web", "deploymind.io/requested-at", "push-1")
     cluster.wait_status("web", lambda s: (s.get("revision") or {}).get("commit") == bad and s.get("phase") == "Baking",
                         60, "the degrading revision released and baking")
-    wait_for(lambda: http_get(port, "/health", timeout=0.5)[0] != 200, 30, "the new revision to start failing",
-             interval=0.1)
+    fail_health(port)
     failing_since = time.monotonic()
     wait_for(lambda: http_get(port, timeout=0.5) == (200, "revision 1\n"), PERIOD_S * THRESHOLD + 5,
              "revision 1 answering again", interval=0.1)
@@ -102,12 +101,13 @@ def test_a_revision_failing_after_the_bake_is_restarted_not_reverted(
     cluster.apply(deployment("web", app_repo, port, healthCheck=health_check(), rollback={"bakeSeconds": 1}))
     cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "first revision deployed")
 
-    late = app_repo.commit_revision(Health.DEGRADING, fail_after=6)
+    late = app_repo.commit_revision(Health.DEGRADING)
     cluster.annotate("web", "deploymind.io/requested-at", "push-1")
     baked = cluster.wait_status("web", lambda s: (s.get("lastGood") or {}).get("commit") == late, 60,
                                 "the degrading revision baked into lastGood")
     uid = cluster.get("web")["metadata"]["uid"]
     before = stable_container(docker_engine, uid)
+    fail_health(port)
 
     status = cluster.wait_status("web", lambda s: ready(s) == "False/Unhealthy", 30, "Ready=False reason Unhealthy")
     assert status["phase"] == "Degraded"

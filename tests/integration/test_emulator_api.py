@@ -17,6 +17,7 @@ import pytest
 
 from deploymind.sandbox.api_errors import ApiError
 from deploymind.sandbox.apiserver import ApiServer
+from deploymind.sandbox.audit import AuditLog, AuditRecord
 
 GROUP, VERSION, PLURAL = "test.deploymind.io", "v1", "widgets"
 BASE = f"/apis/{GROUP}/{VERSION}/namespaces/default/{PLURAL}"
@@ -264,6 +265,23 @@ def test_audit_log_records_every_request_with_its_outcome(api: ApiServer, rest: 
     (status_patch,) = audit.find("patch", resource, namespace="default", name=name, subresource="status")
     assert status_patch.code == 200
     assert [r.verb for r in audit.find(resource=resource, name=name)] == ["patch"]
+
+
+def test_served_requests_are_not_kept_so_a_long_session_does_not_slow_down(api: ApiServer, rest: Rest) -> None:
+    name = fresh_name()
+    rest.call("POST", BASE, widget(name))
+    for _ in range(300):
+        rest.call("GET", f"{BASE}/{name}")
+    # kmock matches each request by scanning the requests it keeps: they must not pile up (only in-flight ones).
+    assert api.call(lambda emulator: len(emulator._requests)) <= 2
+    assert len(api.emulator.audit.find("get", f"{PLURAL}.{GROUP}", name=name)) == 300
+
+
+def test_the_audit_log_keeps_the_newest_records_up_to_its_capacity() -> None:
+    log = AuditLog(capacity=3)
+    for n in range(5):
+        log.add(AuditRecord(verb="get", path=f"/{n}"))
+    assert [r.path for r in log.records] == ["/2", "/3", "/4"]
 
 
 def test_invalid_cel_rule_in_a_crd_is_refused_at_registration(api: ApiServer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,7 +17,7 @@ from botocore.exceptions import ClientError
 from sqlalchemy import create_engine, text
 
 from deploymind.sandbox.docker_engine import DockerEngine, DockerEngineError
-from world.apps import AppRepo, Health, build_image
+from world.apps import AppRepo, Health, build_image, fail_health
 from world.kubetools import Helm, Kubectl
 from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer
 from world.ports import free_port
@@ -128,6 +129,30 @@ def test_degrading_revision_turns_unhealthy_after_its_delay(
         assert http_get(f"http://127.0.0.1:{port}/health")[0] == 404
 
     eventually(unhealthy, timeout=10)
+
+
+def test_degrading_revision_fails_health_when_told_to_and_stays_failed_across_a_restart(
+    docker_engine: DockerEngine, sshd: Sshd, app_repo: AppRepo
+) -> None:
+    app_repo.commit_revision(Health.DEGRADING)
+    build_image(app_repo.path, "world-app:told", docker_engine.env)
+    port = free_port()
+    started = sshd.run(f"docker run -d --network host -e PORT={port} world-app:told")
+    assert started.returncode == 0, started.stderr
+    container = started.stdout.strip()
+    try:
+        assert eventually(lambda: http_get(f"http://127.0.0.1:{port}/health"))[0] == 200
+        time.sleep(1.5)
+        assert http_get(f"http://127.0.0.1:{port}/health")[0] == 200  # no delay of its own
+
+        fail_health(port)
+
+        assert http_get(f"http://127.0.0.1:{port}/health")[0] == 404
+        assert sshd.run(f"docker restart -t 1 {container}").returncode == 0
+        assert eventually(lambda: http_get(f"http://127.0.0.1:{port}/"))[0] == 200
+        assert http_get(f"http://127.0.0.1:{port}/health")[0] == 404
+    finally:
+        sshd.run(f"docker rm -f {container}")
 
 
 def test_unhealthy_revision_fails_health_from_the_start(docker_engine: DockerEngine, app_repo: AppRepo) -> None:

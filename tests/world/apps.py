@@ -2,8 +2,9 @@
 
 The app is `FROM scratch` plus Debian's static busybox: `busybox httpd` serves /www on 127.0.0.1:$PORT as a
 non-root user, and /health answers 200 while the file /www/health exists. A revision's behaviour is baked into
-its commit (as DeployMind deploys commits): healthy, unhealthy from the start, or healthy for N seconds and
-then unhealthy (a wrapper deletes the health file after a delay).
+its commit (as DeployMind deploys commits): healthy, unhealthy from the start, or degrading: healthy until it is
+told to fail (`GET /cgi-bin/fail`, as a test does at the moment it chooses) or, when given a delay, until that
+many seconds after it started. The health file stays deleted across a container restart.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import urllib.request
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -41,6 +43,12 @@ trap '/bin/busybox kill $httpd; exit 0' TERM INT
 wait $httpd
 """
 DEGRADE = '( /bin/busybox sleep {after}; /bin/busybox rm -f /www/health ) &\n'
+# A CGI script of busybox httpd: the app's own way to start failing its health checks, on request.
+FAIL_CGI = """\
+#!/bin/busybox sh
+/bin/busybox rm -f /www/health
+/bin/busybox printf 'Content-Type: text/plain\\r\\n\\r\\nfailing from now on\\n'
+"""
 
 _GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "DeployMind Tests",
@@ -55,7 +63,7 @@ class Health(Enum):
 
     HEALTHY = "healthy"
     UNHEALTHY = "unhealthy"  # /health is 404 from the start
-    DEGRADING = "degrading"  # /health is 200 for `fail_after` seconds, then 404
+    DEGRADING = "degrading"  # /health is 200 until GET /cgi-bin/fail (or `fail_after` seconds), then 404
 
 
 @dataclass(frozen=True)
@@ -81,10 +89,12 @@ class AppRepo:
         """The commit SHA of `main`."""
         return self.git("rev-parse", "HEAD")
 
-    def commit_revision(self, health: Health = Health.HEALTHY, fail_after: int = 5, body: str | None = None) -> str:
+    def commit_revision(self, health: Health = Health.HEALTHY, fail_after: int | None = None,
+                        body: str | None = None) -> str:
         """Commit a revision of the app that behaves as `health` says; return its commit SHA.
 
         `body` is served at / (defaults to a text naming the revision number) so tests can tell revisions apart.
+        A DEGRADING revision fails once `fail_health` asks it to, or by itself `fail_after` seconds after it started.
         """
         number = int(self.git("rev-list", "--count", "--all")) + 1
         www = self.path / "www"
@@ -95,7 +105,14 @@ class AppRepo:
             health_file.unlink(missing_ok=True)
         else:
             health_file.write_text("ok\n")
-        degrade = DEGRADE.format(after=fail_after) if health is Health.DEGRADING else ""
+        cgi = www / "cgi-bin" / "fail"
+        if health is Health.DEGRADING:
+            cgi.parent.mkdir(exist_ok=True)
+            cgi.write_text(FAIL_CGI)
+            cgi.chmod(0o755)
+        else:
+            cgi.unlink(missing_ok=True)
+        degrade = DEGRADE.format(after=fail_after) if health is Health.DEGRADING and fail_after is not None else ""
         (self.path / "start.sh").write_text(
             START_SCRIPT.format(comment=f"Revision {number}: {health.value}.", degrade=degrade, port=DEFAULT_PORT)
         )
@@ -113,6 +130,18 @@ class AppRepo:
         self.git("add", "-A")
         self.git("commit", "-q", "--allow-empty", "-m", message)
         return self.head()
+
+
+def fail_health(port: int, timeout: float = 5.0) -> None:
+    """Tell the DEGRADING revision serving on `port` to fail its health checks from now on."""
+    url = f"http://127.0.0.1:{port}/cgi-bin/fail"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            if answer.status == 200:
+                return
+            raise WorldError("FailHealthRefused", f"GET {url} answered {answer.status}")
+    except OSError as e:
+        raise WorldError("FailHealthRefused", f"GET {url}: {e} (is a DEGRADING revision serving there?)") from e
 
 
 def create_app_repo(path: Path, health: Health = Health.HEALTHY) -> AppRepo:

@@ -7,6 +7,7 @@ Verbs are the apiserver's audit verbs (get, list, watch, create, update, patch, 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 
@@ -25,10 +26,11 @@ class AuditRecord:
 
 
 class AuditLog:
-    """An append-only list of records, readable from any thread."""
+    """The newest `capacity` records (older ones are dropped, so a long-running sandbox stays bounded),
+    readable from any thread."""
 
-    def __init__(self) -> None:
-        self._records: list[AuditRecord] = []
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._records: deque[AuditRecord] = deque(maxlen=capacity)
         self._lock = threading.Lock()
 
     def add(self, record: AuditRecord) -> AuditRecord:

@@ -258,5 +258,18 @@ class EmulatorBase(kmock.KubernetesEmulator):
             raise
         finally:
             self._records.pop(id(request), None)
+            self._forget(request)
         record.code = response.status
         return response
+
+    def _forget(self, request: Any) -> None:
+        """Drop a served request from kmock's request list (the audit log is our record of it).
+
+        kmock keeps every request and matches each new one by scanning that list, so a long session (the sandbox,
+        a whole test suite) would slow every request down in proportion to all requests ever served.
+        """
+        requests: list[Any] = self._requests
+        for index in range(len(requests) - 1, -1, -1):
+            if requests[index] is request:
+                del requests[index]
+                return
