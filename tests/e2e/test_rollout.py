@@ -74,6 +74,6 @@ def test_a_removed_container_is_put_back_and_reported(cluster: Cluster, operator
     subprocess.run(["docker", "rm", "-f", container], env=env, check=True, capture_output=True)
     assert not port_open(port)
     wait_for(lambda: http_get(port) == (200, "revision 1\n"), 30, "the app answering again")
-    repaired = wait_for(lambda: [e for e in cluster.events() if e["reason"] == "DriftRepaired"], 10, "the Event")
+    repaired = wait_for(lambda: [e for e in cluster.events() if e["reason"] == "DriftRepaired"], 30, "the Event")
     assert f"container {container} is missing" in repaired[0]["message"]
     assert cluster.status("web")["revision"]["id"] == status["revision"]["id"]

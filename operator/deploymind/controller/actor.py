@@ -62,7 +62,7 @@ class Actor:
                 self._triggers.clear()
                 self._reconcile_due = False
                 await self._rollout(runner, obj, trigger)
-            else:
+            elif not self._retry_pending(runner):
                 async with self.lock:
                     await runner.tick(obj)
             await self._sleep(runner, started)
@@ -118,6 +118,11 @@ class Actor:
             self._retry_at = None
             self._backoff = self._settings.backoff_initial_seconds
 
+    def _retry_pending(self, runner: Runner) -> bool:
+        """A rollout that failed on an unreachable host is due again: until then, no health tick knocks on the
+        same host (the retry is the next attempt, so the host sees one backoff, not two interleaved ones)."""
+        return runner.unreachable and self._retry_at is not None
+
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.close()
@@ -127,9 +132,11 @@ class Actor:
         period = float(runner.tick_delay())
         # One probe per period counted from the start of the last one: a round trip that takes a while (docker
         # stats samples for about a second) must not stretch the period, or failureThreshold takes far longer.
-        deadlines = [started + period, self._next_poll]
+        deadlines = [self._next_poll]
         if self._retry_at is not None:
             deadlines.append(self._retry_at)
+        if not self._retry_pending(runner):
+            deadlines.append(started + period)
         timeout = max(0.0, min(deadlines) - loop.time())
         if self._reconcile_due:
             return

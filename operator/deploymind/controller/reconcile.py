@@ -105,8 +105,13 @@ class Runner:
             outcome = Outcome(waiting_reason=e.reason, waiting_message=e.message, baking=rules.baking(status))
             result = RolloutResult(retry=True, retry_delay=e.delay)
         except TransportError as e:
+            # The host is away: the retry waits as long as the next health tick would (one backoff per host).
+            self._unreachable += 1
             outcome = Outcome(waiting_reason=e.reason, waiting_message=e.message, baking=rules.baking(status))
-            result = RolloutResult(retry=True)
+            result = RolloutResult(retry=True, retry_delay=self.tick_delay())
+        else:
+            if self._transport is not None:
+                self._unreachable = 0
         self._outcome = outcome
         log.info("%s/%s: reconciled (%s): %s", meta["namespace"], meta["name"], trigger,
                  outcome.stalled_reason or outcome.waiting_reason or "ok")
@@ -249,6 +254,11 @@ class Runner:
                                                  f"{other[1]}/{other[2]}; choose another spec.container.port")
 
     # ------------------------------------------------------------------ health tick
+    @property
+    def unreachable(self) -> bool:
+        """The last round trip to the host failed in the transport (the host is down, or its sshd/agent is)."""
+        return self._unreachable > 0
+
     def tick_delay(self) -> float:
         if self.spec is None:
             return float(self._settings.backoff_max_seconds)
