@@ -33,6 +33,7 @@ def _run(args: argparse.Namespace) -> int:
     import logging
 
     from deploymind.controller.operator import Endpoints, run_operator
+    from deploymind.controller.revisionkey import RevisionKeyError
     from deploymind.settings import Settings
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -46,8 +47,12 @@ def _run(args: argparse.Namespace) -> int:
         overrides["lease_namespace"] = args.lease_namespace
     settings = Settings(**overrides)  # type: ignore[arg-type]
     endpoints = Endpoints(host=args.http_host, port=args.http_port) if args.http_port else None
-    asyncio.run(run_operator(settings, kubeconfig=args.kubeconfig, namespaces=args.namespace or (),
-                             endpoints=endpoints))
+    try:
+        asyncio.run(run_operator(settings, kubeconfig=args.kubeconfig, namespaces=args.namespace or (),
+                                 endpoints=endpoints))
+    except RevisionKeyError as e:
+        print(f"deploymind run: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -25,8 +25,10 @@ log = logging.getLogger(__name__)
 class Actor:
     """Serializes everything that touches one Deployment's host and status."""
 
-    def __init__(self, kube: Kube, settings: Settings, hooks: Hooks, namespace: str, name: str) -> None:
+    def __init__(self, kube: Kube, settings: Settings, hooks: Hooks, namespace: str, name: str, *,
+                 revision_key: bytes) -> None:
         self.namespace = namespace
+        self._revision_key = revision_key
         self.name = name
         self._kube = kube
         self._settings = settings
@@ -69,7 +71,7 @@ class Actor:
 
     def _runner_for(self, obj: dict[str, Any]) -> Runner:
         if self._runner is None:
-            self._runner = Runner(self._kube, self._settings, self._hooks, obj)
+            self._runner = Runner(self._kube, self._settings, self._hooks, obj, revision_key=self._revision_key)
         else:
             self._runner.refresh(obj)
         return self._runner

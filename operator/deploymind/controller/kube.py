@@ -76,6 +76,20 @@ class Kube:
             return None
         return base64.b64decode(data[key]).decode("utf-8", "replace")
 
+    async def read_secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """Every key of the Secret, decoded; None when it does not exist."""
+        try:
+            secret = await self._call(self._core.read_namespaced_secret, name, namespace)
+        except NotFound:
+            return None
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+    async def create_secret(self, namespace: str, name: str, data: dict[str, bytes], labels: dict[str, str]) -> None:
+        """Create an Opaque Secret (409 → Conflict when it exists already)."""
+        body = k8s.V1Secret(metadata=k8s.V1ObjectMeta(name=name, namespace=namespace, labels=labels), type="Opaque",
+                            data={k: base64.b64encode(v).decode() for k, v in data.items()})
+        await self._call(self._core.create_namespaced_secret, namespace, body)
+
     async def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         meta = obj["metadata"]
         stamp = datetime.datetime.now(datetime.UTC)

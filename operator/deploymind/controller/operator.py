@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import kopf
 from aiohttp import web
 
+from deploymind.controller import revisionkey
 from deploymind.controller.hooks import Hooks
 from deploymind.controller.kube import Kube, load_api_client
 from deploymind.controller.runtime import Runtime, install
@@ -77,7 +78,9 @@ async def run_operator(settings: Settings, *, kubeconfig: str | None = None, nam
         os.environ["KUBECONFIG"] = kubeconfig  # Kopf's own login reads it too
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.source_cache.mkdir(parents=True, exist_ok=True)
-    rt = Runtime(Kube(load_api_client(kubeconfig)), settings, hooks or Hooks())
+    kube = Kube(load_api_client(kubeconfig))
+    rt = Runtime(kube, settings, hooks or Hooks(), revision_key=await revisionkey.load_or_create(
+        kube, settings.lease_namespace))
     install(rt)
     import deploymind.controller.handlers  # noqa: F401  (registers the Kopf handlers)
 

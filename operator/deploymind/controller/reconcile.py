@@ -53,7 +53,9 @@ class RolloutResult:
 class Runner:
     """Per-object state that outlives one reconcile: the status writer, the open transport, the failure count."""
 
-    def __init__(self, kube: Kube, settings: Settings, hooks: Hooks, obj: dict[str, Any]) -> None:
+    def __init__(self, kube: Kube, settings: Settings, hooks: Hooks, obj: dict[str, Any], *,
+                 revision_key: bytes) -> None:
+        self._revision_key = revision_key
         self._kube = kube
         self._settings = settings
         self._hooks = hooks
@@ -146,7 +148,8 @@ class Runner:
         return StepContext(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"],
                            generation=meta.get("generation", 1), spec=spec, status=status, conditions=conds,
                            settings=self._settings, transport=self._transport, host_key=host_key(spec, self._settings),
-                           env=inputs.env, token=inputs.token, reporter=StepReporter(self._hooks, meta["uid"]))
+                           env=inputs.env, token=inputs.token, revision_key=self._revision_key,
+                           reporter=StepReporter(self._hooks, meta["uid"]))
 
     async def _rollout(self, obj: dict[str, Any], spec: DeploymentSpec, status: DeploymentStatus, conds: Conditions,
                        annotations: dict[str, str], trigger: str, redeploy: bool,

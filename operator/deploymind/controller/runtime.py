@@ -17,12 +17,15 @@ class Runtime:
     kube: Kube
     settings: Settings
     hooks: Hooks = field(default_factory=Hooks)
+    revision_key: bytes = b""
+    """controller.revisionkey: loaded before Kopf starts, so every actor has it."""
     actors: dict[tuple[str, str], Actor] = field(default_factory=dict)
 
     def actor(self, namespace: str, name: str) -> Actor:
         key = (namespace, name)
         if key not in self.actors:
-            self.actors[key] = Actor(self.kube, self.settings, self.hooks, namespace, name)
+            self.actors[key] = Actor(self.kube, self.settings, self.hooks, namespace, name,
+                                     revision_key=self.revision_key)
         return self.actors[key]
 
     def forget_actor(self, namespace: str, name: str) -> None:

@@ -49,6 +49,8 @@ class StepContext:
     env: dict[str, str] = field(default_factory=dict)
     """Resolved env values, Secret values included: never logged, never stored, sent only on stdin."""
     token: str | None = None
+    revision_key: bytes = b""
+    """The operator's HMAC key for the env part of revision ids (controller.revisionkey)."""
     trigger: str = "SpecChange"
     desired: Desired | None = None
     checkpoint: Callable[[], Awaitable[None]] | None = None

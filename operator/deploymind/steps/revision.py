@@ -2,34 +2,36 @@
 
 Editing healthCheck, rollback, revisionHistoryLimit or suspend never changes a revision id, so it never redeploys.
 A rotated Secret value does change it (the env values are in the hash), so rotation redeploys.
+
+Revision ids are visible to whoever reads the Deployment, so the env values enter the hash only through an HMAC under
+the operator's revision key (`controller.revisionkey`): a reader without the key cannot test guesses of a short
+Secret value against the id.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 
 from deploymind.api.spec import DeploymentSpec
 
 
-def config_hash(spec: DeploymentSpec, env: Mapping[str, str]) -> str:
-    """sha256 over the build settings, the resolved env values, the port, the limits and the prebuilt image."""
+def config_hash(spec: DeploymentSpec, env: Mapping[str, str], key: bytes) -> str:
+    """sha256 over the build settings, the keyed HMAC of the resolved env, the port, the limits and the prebuilt image."""
+    if not key:
+        raise ValueError("config_hash needs the revision key (controller.revisionkey.load_or_create)")
     build = spec.build.wire() if spec.build else None
     resources = spec.container.resources.wire() if spec.container.resources else None
     doc = {
         "build": build,
-        "env": sorted(env.items()),
+        "env": hmac.new(key, json.dumps(sorted(env.items())).encode(), hashlib.sha256).hexdigest(),
         "port": spec.container.port,
         "resources": resources,
         "image": spec.image,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def env_set_hash(env: Mapping[str, str]) -> str:
-    """A hash of the whole env set (names and values), safe to store: values cannot be read back from it."""
-    return hashlib.sha256(json.dumps(sorted(env.items())).encode()).hexdigest()
 
 
 def revision_id(base: str, config: str) -> str:

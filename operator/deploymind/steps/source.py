@@ -18,7 +18,7 @@ NEEDS_USER = {reasons.REF_NOT_FOUND, reasons.AUTHENTICATION_FAILED, reasons.INVA
 
 
 async def source(ctx: StepContext) -> None:
-    config = config_hash(ctx.spec, ctx.env)
+    config = config_hash(ctx.spec, ctx.env, ctx.revision_key)
     if ctx.spec.image is not None:
         ctx.desired = Desired(revision=revision_id(image_base(ctx.spec.image), config), image=ctx.spec.image,
                               digest=ctx.spec.image.split("@", 1)[1] if "@" in ctx.spec.image else None, config=config)
