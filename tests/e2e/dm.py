@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo
 from world.kubetools import Kubectl
 from world.ports import free_port
@@ -157,6 +158,20 @@ def http_get(port: int, path: str = "/", timeout: float = 2) -> tuple[int, str]:
             return r.status, r.read().decode(errors="replace")
     except urllib.error.HTTPError as e:
         return e.code, ""
+
+
+def docker(engine: DockerEngine, *args: str) -> str:
+    """`docker ARGS` against the test world's engine; its stdout (the test fails if docker does)."""
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False,
+                          env={**os.environ, **engine.env})
+    assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def stable_container(engine: DockerEngine, uid: str) -> dict[str, Any]:
+    """`docker inspect` of the object's stable container dm-<uid8>."""
+    inspected: list[dict[str, Any]] = json.loads(docker(engine, "inspect", f"dm-{uid[:8]}"))
+    return inspected[0]
 
 
 def deployment(name: str, repo: AppRepo, port: int, **spec: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dm import Cluster, Operator, http_get, ready, wait_for
+from dm import Cluster, Operator, docker, http_get, ready, wait_for
 from dm import deployment as deployment_of
 from kmock._internal.rendering import Request, Response
 
@@ -78,13 +78,6 @@ def crashable(kube: Kube, docker_engine: DockerEngine, namespace: str, world_roo
     print("---- operator log ----\n" + "\n".join(line for line in op.logs().splitlines() if " DEBUG " not in line))
     for cid in docker(docker_engine, "ps", "-aq", "--filter", f"label=deploymind.io/namespace={namespace}").split():
         docker(docker_engine, "rm", "-f", cid)
-
-
-def docker(engine: DockerEngine, *args: str) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False,
-                          env={**os.environ, **engine.env})
-    assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
-    return done.stdout
 
 
 def deployment(name: str, repo: AppRepo, port: int) -> dict[str, Any]:

@@ -3,14 +3,12 @@ running, and an unreachable host never blocks the deletion for ever (it gives up
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dm import Cluster, Operator, deployment, http_get, wait_for
+from dm import Cluster, Operator, deployment, docker, http_get, wait_for
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo
@@ -29,18 +27,11 @@ def operator_env() -> dict[str, str]:
     return {"DEPLOYMIND_CLEANUP_TIMEOUT_SECONDS": str(CLEANUP_TIMEOUT_S)}
 
 
-def docker(engine: DockerEngine, *args: str) -> list[str]:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False,
-                          env={**os.environ, **engine.env})
-    assert done.returncode == 0, done.stderr
-    return done.stdout.split()
-
-
 def on_host(engine: DockerEngine, operator: Operator, uid: str) -> dict[str, Any]:
     """What the object has on the host: containers (by its uid label), images, and its directory."""
     return {
-        "containers": docker(engine, "ps", "-aq", "--filter", f"label=deploymind.io/uid={uid}"),
-        "images": docker(engine, "images", "-q", f"deploymind/{uid[:8]}"),
+        "containers": docker(engine, "ps", "-aq", "--filter", f"label=deploymind.io/uid={uid}").split(),
+        "images": docker(engine, "images", "-q", f"deploymind/{uid[:8]}").split(),
         "files": (operator.host_dir / uid[:8]).exists(),
     }
 

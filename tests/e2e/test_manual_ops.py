@@ -1,5 +1,6 @@
 """Manual operations are annotations: `deploymind.io/rollback-to` pins a kept revision until the spec names a new one,
-`deploymind.io/retry` lifts a quarantine once; both are acted on when set while the operator is down."""
+`deploymind.io/retry` lifts a quarantine once; both are acted on when set while the operator is down. `spec.suspend`
+stops every change to the host while health is still reported, across an operator restart."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from dm import Cluster, Operator, deployment, http_get, ready, wait_for
+from dm import Cluster, Operator, deployment, http_get, ready, stable_container, wait_for
 
-from world.apps import DEFAULT_PORT, START_SCRIPT, AppRepo, Health
+from deploymind.sandbox.docker_engine import DockerEngine
+from world.apps import DEFAULT_PORT, START_SCRIPT, AppRepo, Health, fail_health
 from world.ports import free_port
 
 pytestmark = pytest.mark.e2e
@@ -116,3 +118,36 @@ def test_retry_lifts_the_quarantine_once_even_when_set_while_the_operator_is_dow
     wait_for(serving(cluster, port, slow, "revision 2\n"), 60, "the slow revision serving after the retry")
     status = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 30, "phase Deployed")
     assert not any(f["commit"] == slow for f in status.get("failedRevisions", []))
+
+
+def test_a_suspended_deployment_changes_nothing_on_the_host_but_its_health_is_still_reported(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine) -> None:
+    port = free_port()
+    degrading = app_repo.commit_revision(Health.DEGRADING)
+    cluster.apply(deployment("web", app_repo, port, rollback={"bakeSeconds": 0}))
+    deployed = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "the revision deployed")
+    assert deployed["revision"]["commit"] == degrading
+    cluster.run("patch", "dmd", "web", "--type", "merge", "-p", '{"spec": {"suspend": true}}')
+    status = cluster.wait_status("web", lambda s: s.get("phase") == "Suspended", 30, "phase Suspended")
+    assert ready(status) == "Unknown/Suspended"
+    uid = cluster.get("web")["metadata"]["uid"]
+    before = stable_container(docker_engine, uid)
+
+    # Probed after a restart too; a failing app is reported, and neither restarted nor reverted.
+    operator.restart()
+    fail_health(port)
+    status = cluster.wait_status("web", lambda s: s["target"].get("health") == "Unhealthy", 30, "health reported")
+    healthy = next(c for c in status["conditions"] if c["type"] == "Healthy")
+    assert (healthy["status"], status["phase"]) == ("False", "Suspended")
+    newer = app_repo.commit_revision(Health.HEALTHY, body="newer\n")
+    cluster.annotate("web", REQUESTED_AT, "push-while-suspended")
+    ticks = health_checks(operator)
+    wait_for(lambda: health_checks(operator) >= ticks + 4, 30, "four more health ticks")
+    status = cluster.status("web")
+    assert status["revision"]["commit"] == degrading and status.get("failedRevisions", []) == []
+    now = stable_container(docker_engine, uid)
+    assert (now["Id"], now["State"]["StartedAt"]) == (before["Id"], before["State"]["StartedAt"])  # not restarted
+
+    cluster.run("patch", "dmd", "web", "--type", "merge", "-p", '{"spec": {"suspend": false}}')
+    wait_for(serving(cluster, port, newer, "newer\n"), 60, "the newer revision serving once resumed")
+    assert stable_container(docker_engine, uid)["Config"]["Image"] == cluster.status("web")["revision"]["image"]

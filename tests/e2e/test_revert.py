@@ -3,14 +3,11 @@ one failing after it is restarted in place and never reverted (an outage of a de
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import time
 from typing import Any
 
 import pytest
-from dm import Cluster, Operator, deployment, http_get, ready, wait_for
+from dm import Cluster, Operator, deployment, http_get, ready, stable_container, wait_for
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo, Health, fail_health
@@ -21,19 +18,6 @@ pytestmark = pytest.mark.e2e
 
 PERIOD_S = 1
 THRESHOLD = 2
-
-
-def docker(engine: DockerEngine, *args: str) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False,
-                          env={**os.environ, **engine.env})
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
-def stable_container(engine: DockerEngine, uid: str) -> dict[str, Any]:
-    """`docker inspect` of the object's stable container dm-<uid8>."""
-    inspected: list[dict[str, Any]] = json.loads(docker(engine, "inspect", f"dm-{uid[:8]}"))
-    return inspected[0]
 
 
 def ssh_target(cluster: Cluster, sshd: Sshd) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from dm import Cluster, Operator, http_get, ready, wait_for
+from dm import Cluster, Operator, docker, http_get, ready, wait_for
 
 from deploymind.commands.docker import INSPECT_FORMAT, STATE_FORMAT
 from deploymind.sandbox.docker_engine import DockerEngine
@@ -57,13 +56,6 @@ def secret_manifest(value: str) -> str:
 
 def new_value() -> str:
     return f"s3cret-{uuid.uuid4().hex}"
-
-
-def docker(engine: DockerEngine, *args: str) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False,
-                          env={**os.environ, **engine.env})
-    assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
-    return done.stdout
 
 
 def container_env(engine: DockerEngine, container: str) -> dict[str, str]:

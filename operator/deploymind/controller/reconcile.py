@@ -96,6 +96,7 @@ class Runner:
             if redeploy:
                 status.last_handled_reconcile_at = token
             if spec.suspend:
+                await self._watch_only(obj, spec, status, conds)
                 outcome = Outcome(suspended=True)
             else:
                 outcome = await self._rollout(obj, spec, status, conds, annotations, trigger, redeploy, checkpoint)
@@ -150,6 +151,18 @@ class Runner:
                            settings=self._settings, transport=self._transport, host_key=host_key(spec, self._settings),
                            env=inputs.env, token=inputs.token, revision_key=self._revision_key,
                            reporter=StepReporter(self._hooks, meta["uid"]))
+
+    async def _watch_only(self, obj: dict[str, Any], spec: DeploymentSpec, status: DeploymentStatus,
+                          conds: Conditions) -> None:
+        """Suspended: nothing rolls out, but the health ticks need the env and the transport, after a restart too."""
+        if status.revision is None:
+            return
+        try:
+            self._inputs = await resolve_inputs(self._kube, obj["metadata"]["namespace"], spec)
+            await self._context(obj, spec, status, conds, self._inputs)
+        except (Stalled, Waiting) as e:
+            log.info("%s/%s: suspended and not probed: %s", obj["metadata"]["namespace"], obj["metadata"]["name"],
+                     e.message)
 
     async def _rollout(self, obj: dict[str, Any], spec: DeploymentSpec, status: DeploymentStatus, conds: Conditions,
                        annotations: dict[str, str], trigger: str, redeploy: bool,
