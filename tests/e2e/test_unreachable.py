@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -140,3 +141,26 @@ def test_an_unreachable_host_is_reported_backed_off_never_reverted_and_recovered
     assert status["lastGood"]["commit"] == second
     assert status.get("failedRevisions", []) == []
     assert http_get(port) == (200, "second\n")
+
+
+def test_an_unknown_host_key_stalls_until_the_known_hosts_secret_is_fixed(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, sshd: Sshd, tmp_path: Path) -> None:
+    other = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    algorithm, material = other.with_suffix(".pub").read_text().split()[:2]
+    wrong = f"[127.0.0.1]:{sshd.port} {algorithm} {material}\n"
+    cluster.run("create", "secret", "generic", "host-ssh", f"--from-file=id={sshd.key_path}",
+                f"--from-literal=known_hosts={wrong}")
+    port = free_port()
+    cluster.apply(ssh_deployment("web", app_repo, port, sshd))
+
+    status = cluster.wait_status("web", lambda s: ready(s) == "False/HostKeyRejected", 60, "Ready=False HostKeyRejected")
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and "known_hosts Secret does not list" in stalled["message"]
+    assert "Reconciling" not in {c["type"] for c in status["conditions"]}
+
+    fixed = cluster.run("create", "secret", "generic", "host-ssh", f"--from-file=id={sshd.key_path}",
+                        f"--from-file=known_hosts={sshd.known_hosts_path}", "--dry-run=client", "-o", "yaml").stdout
+    cluster.apply(fixed)  # the Secret change wakes the Deployment: no timer, no annotation
+    status = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 60, "deployed once the key is pinned")
+    assert ready(status) == "True/Deployed" and http_get(port)[0] == 200

@@ -108,10 +108,13 @@ class Runner:
             outcome = Outcome(waiting_reason=e.reason, waiting_message=e.message, baking=rules.baking(status))
             result = RolloutResult(retry=True, retry_delay=e.delay)
         except TransportError as e:
-            # The host is away: the retry waits as long as the next health tick would (one backoff per host).
             self._unreachable += 1
-            outcome = Outcome(waiting_reason=e.reason, waiting_message=e.message, baking=rules.baking(status))
-            result = RolloutResult(retry=True, retry_delay=self.tick_delay())
+            if e.needs_user:
+                outcome = Outcome(stalled_reason=e.reason, stalled_message=e.message)
+            else:
+                # The host is away: the retry waits as long as the next health tick would (one backoff per host).
+                outcome = Outcome(waiting_reason=e.reason, waiting_message=e.message, baking=rules.baking(status))
+                result = RolloutResult(retry=True, retry_delay=self.tick_delay())
         else:
             if self._transport is not None:
                 self._unreachable = 0
@@ -301,10 +304,13 @@ class Runner:
             self._unreachable += 1
             self._hooks.emit("health", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, unreachable=True)
             conds.set(ConditionType.HEALTHY, U, e.reason, e.message)
-            await self._write(status, conds, Outcome(waiting_reason=e.reason, waiting_message=e.message,
-                                                     baking=rules.baking(status),
-                                                     stalled_reason=outcome.stalled_reason,
-                                                     stalled_message=outcome.stalled_message))
+            if e.needs_user:
+                await self._write(status, conds, Outcome(stalled_reason=e.reason, stalled_message=e.message))
+            else:
+                await self._write(status, conds, Outcome(waiting_reason=e.reason, waiting_message=e.message,
+                                                         baking=rules.baking(status),
+                                                         stalled_reason=outcome.stalled_reason,
+                                                         stalled_message=outcome.stalled_message))
             return
         self._unreachable = 0
         self._hooks.emit("health", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, ok=observation.probe_ok,

@@ -47,6 +47,12 @@ class TransportError(Exception):
         self.reason = reason
         self.message = message
 
+    @property
+    def needs_user(self) -> bool:
+        """Retrying cannot help (a refused key, an unknown host key) until someone changes a Secret or the host;
+        a change to the Secrets a Deployment names wakes it."""
+        return self.reason in (AUTHENTICATION_FAILED, HOST_KEY_REJECTED)
+
 
 class Transport(Protocol):
     """A way to reach one host. Implementations: local (sandbox/tests), ssh, ssm."""
