@@ -38,6 +38,9 @@ class Settings:
     backoff_initial_seconds: float = 2.0
     backoff_max_seconds: float = 300.0
     git_timeout_seconds: float = 120.0
+    source_cache_max_mb: int = field(
+        default_factory=lambda: int(os.environ.get("DEPLOYMIND_SOURCE_CACHE_MAX_MB", "2048")))
+    """The source tarball cache is pruned (least recently used first) back to this size after each new fetch."""
 
     @property
     def source_cache(self) -> Path:

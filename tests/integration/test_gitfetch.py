@@ -12,6 +12,7 @@ import stat
 import subprocess
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from deploymind.steps import gitfetch
-from deploymind.steps.gitfetch import GitFetchError, fetch_tarball, resolve_ref
+from deploymind.steps.gitfetch import GitFetchError, fetch_tarball, prune_cache, resolve_ref
 
 TOKEN = "ghp_s3cr3tT0kenNeverShown1234567890"
 
@@ -131,6 +132,32 @@ async def test_a_cached_tarball_is_served_without_asking_git(repo: Repo, tmp_pat
 
     assert again == first
     assert sorted(p.name for p in cache.iterdir()) == [f"{repo.second}.tar"]
+
+
+async def test_a_new_fetch_prunes_the_least_recently_used_tarballs_beyond_the_budget(repo: Repo, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stale, recent = cache / ("a" * 40 + ".tar"), cache / ("b" * 40 + ".tar")
+    for path in (stale, recent):
+        path.write_bytes(b"x" * 4096)
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+
+    fetched = await fetch_tarball(repo.url, repo.first, cache_dir=cache, cache_max_bytes=4096)
+
+    # Over budget: the tarball unused for two hours goes; one used within the hour stays (a rollout may read it).
+    assert sorted(p.name for p in cache.glob("*.tar")) == sorted([recent.name, fetched.path.name])
+
+
+async def test_a_cache_hit_counts_as_a_use_for_pruning(repo: Repo, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = await fetch_tarball(repo.url, repo.first, cache_dir=cache)
+    long_ago = time.time() - 7200
+    os.utime(first.path, (long_ago, long_ago))
+    await fetch_tarball(repo.url, repo.first, cache_dir=cache)  # served from the cache
+
+    assert prune_cache(cache, max_bytes=0) == []
+    assert prune_cache(cache, max_bytes=0, keep_recent_s=0) == [first.path]
 
 
 async def test_fetching_a_commit_the_repository_lacks_is_ref_not_found_and_leaves_no_debris(repo: Repo, tmp_path: Path) -> None:

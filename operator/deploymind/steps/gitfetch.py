@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,8 +110,11 @@ async def fetch_tarball(
     token: str | None = None,
     cache_dir: Path,
     timeout: float = 300.0,  # noqa: ASYNC109
+    cache_max_bytes: int | None = None,
 ) -> Tarball:
-    """The tarball of commit `sha` (`git archive --format=tar`), fetched once and then served from `cache_dir`."""
+    """The tarball of commit `sha` (`git archive --format=tar`), fetched once and then served from `cache_dir`.
+
+    With `cache_max_bytes`, a fetch that adds a tarball prunes the cache back to that size (`prune_cache`)."""
     sha = sha.lower()
     if not git.is_full_sha(sha):
         raise GitFetchError(REF_NOT_FOUND, f"{sha!r} is not a full commit SHA: resolve the ref first")
@@ -150,9 +154,39 @@ async def fetch_tarball(
                 )
         tarball = await asyncio.to_thread(_describe, partial)
         partial.replace(path)
-        return Tarball(path=path, digest=tarball.digest, size=tarball.size)
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
+    if cache_max_bytes is not None:
+        await asyncio.to_thread(prune_cache, cache_dir, cache_max_bytes)
+    return Tarball(path=path, digest=tarball.digest, size=tarball.size)
+
+
+# A tarball used this recently may still be on its way to a host (build reads it after source resolved it).
+CACHE_KEEP_RECENT_S = 3600.0
+
+
+def prune_cache(cache_dir: Path, max_bytes: int, keep_recent_s: float = CACHE_KEEP_RECENT_S) -> list[Path]:
+    """Delete the least recently used tarballs until the cache holds at most `max_bytes`; return what was deleted.
+
+    A tarball used within `keep_recent_s` is never deleted (it may be in a rollout), even over the budget."""
+    entries = []
+    for path in cache_dir.glob("*.tar"):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        entries.append((stat.st_mtime, stat.st_size, path))
+    entries.sort(reverse=True)  # newest use first
+    total = sum(size for _, size, _ in entries)
+    horizon = time.time() - keep_recent_s
+    deleted = []
+    for used, size, path in reversed(entries):  # oldest use first
+        if total <= max_bytes or used >= horizon:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+        deleted.append(path)
+    return deleted
 
 
 @contextlib.contextmanager
@@ -294,7 +328,11 @@ def _left(deadline: float) -> float:
 
 def _cached(path: Path) -> Tarball | None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _describe(path) if path.exists() else None
+    try:
+        os.utime(path)  # the cache is pruned least recently used first
+    except FileNotFoundError:
+        return None
+    return _describe(path)
 
 
 def _describe(path: Path) -> Tarball:

@@ -30,7 +30,8 @@ async def source(ctx: StepContext) -> None:
     try:
         commit = await gitfetch.resolve_ref(url, src.ref, token=ctx.token, timeout=ctx.settings.git_timeout_seconds)
         tarball = await gitfetch.fetch_tarball(url, commit, token=ctx.token, cache_dir=ctx.settings.source_cache,
-                                               timeout=ctx.settings.git_timeout_seconds)
+                                               timeout=ctx.settings.git_timeout_seconds,
+                                               cache_max_bytes=ctx.settings.source_cache_max_mb * 1024 * 1024)
     except gitfetch.GitFetchError as e:
         ctx.conditions.set(ConditionType.SOURCE_READY, F, e.reason, e.message)
         if e.reason in NEEDS_USER:
