@@ -152,6 +152,12 @@ def ready(status: dict[str, Any]) -> str | None:
     return f"{cond['status']}/{cond['reason']}" if cond else None
 
 
+def handled(token: str) -> Callable[[dict[str, Any]], bool]:
+    """A status predicate: the redeploy request `token` was taken and its rollout has finished (no Reconciling)."""
+    return lambda s: (s.get("lastHandledReconcileAt") == token
+                      and all(c["type"] != "Reconciling" for c in s.get("conditions", [])))
+
+
 def http_get(port: int, path: str = "/", timeout: float = 2) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:

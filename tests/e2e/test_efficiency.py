@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dm import Cluster, Operator, deployment, http_get, wait_for
+from dm import Cluster, Operator, deployment, handled, http_get, wait_for
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import DEFAULT_PORT, START_SCRIPT, AppRepo
@@ -147,3 +147,16 @@ def test_a_health_tick_on_a_healthy_object_makes_one_round_trip_and_no_git_call(
     assert abs(round_trips - ticks) <= 1, f"{round_trips} round trips for {ticks} health ticks"
     assert logins1 - logins0 == 0, "the ssh transport logged in again instead of keeping its connection"
     assert writes1 - writes0 == 0, "an unchanged, healthy object had its status or metadata written"
+
+    # A redeploy request of the running revision: one round trip (the release answers Unchanged), no build and
+    # no source tarball sent. Probes every 60 s keep ticks out of the count.
+    generation = cluster.get("web")["metadata"]["generation"]
+    cluster.run("patch", "dmd", "web", "--type", "merge", "-p", '{"spec": {"healthCheck": {"periodSeconds": 60}}}')
+    cluster.wait_status("web", lambda s: s.get("observedGeneration") == generation + 1, 30,
+                        "the slower probe period observed")
+    sessions = host.count("Starting session")
+    cluster.annotate("web", "deploymind.io/requested-at", "redeploy-1")
+    status = cluster.wait_status("web", handled("redeploy-1"), 30, "the redeploy done")
+    assert host.count("Starting session") - sessions == 1
+    built = next(c for c in status["conditions"] if c["type"] == "Built")
+    assert (built["reason"], built["status"]) == ("ImagePresent", "True") and "kept on the host" in built["message"]

@@ -69,6 +69,12 @@ def test_rollback_to_holds_across_ticks_and_restarts_until_the_spec_names_a_new_
     wait_for(serving(cluster, port, third, "revision 3\n"), 60, "revision 3 serving")
     assert cluster.status("web")["rollbackTo"]["active"] is False
 
+    # Removing the annotation forgets the pin; the same value set again pins again.
+    cluster.run("annotate", "dmd", "web", f"{ROLLBACK_TO}-")
+    cluster.wait_status("web", lambda s: "rollbackTo" not in s, 30, "status.rollbackTo cleared")
+    cluster.annotate("web", ROLLBACK_TO, first["revision"]["id"])
+    wait_for(serving(cluster, port, first_commit, "revision 1\n"), 60, "pinned to revision 1 again")
+
 
 def test_rollback_to_a_revision_that_is_gone_is_stalled(cluster: Cluster, operator: Operator,
                                                         app_repo: AppRepo) -> None:

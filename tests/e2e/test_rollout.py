@@ -7,7 +7,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from dm import Cluster, Operator, deployment, http_get, ready, wait_for
+from dm import Cluster, Operator, deployment, docker, handled, http_get, ready, wait_for
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo, Health
@@ -77,3 +77,18 @@ def test_a_removed_container_is_put_back_and_reported(cluster: Cluster, operator
     repaired = wait_for(lambda: [e for e in cluster.events() if e["reason"] == "DriftRepaired"], 30, "the Event")
     assert f"container {container} is missing" in repaired[0]["message"]
     assert cluster.status("web")["revision"]["id"] == status["revision"]["id"]
+
+
+def test_a_redeploy_whose_image_was_removed_from_the_host_builds_it_again(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine) -> None:
+    port = free_port()
+    cluster.apply(deployment("web", app_repo, port, rollback={"bakeSeconds": 0}))
+    status = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "deployed")
+    docker(docker_engine, "image", "rm", "-f", status["revision"]["image"])  # untagged; the container keeps running
+
+    cluster.annotate("web", "deploymind.io/requested-at", "after-rmi")
+    status = cluster.wait_status("web", handled("after-rmi"), 60, "the redeploy done")
+    built = next(c for c in status["conditions"] if c["type"] == "Built")
+    assert (built["status"], built["reason"]) == ("True", "Built"), built["message"]
+    assert ready(status) == "True/Deployed" and http_get(port) == (200, "revision 1\n")
+    assert docker(docker_engine, "image", "inspect", "--format", "{{.Id}}", status["revision"]["image"]).strip()

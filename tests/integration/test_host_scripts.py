@@ -374,6 +374,13 @@ def test_release_refuses_to_start_when_the_disk_is_low(host: Host, app_repo: App
     assert host.containers() == []
 
 
+def test_release_of_an_image_the_host_lacks_says_so_and_starts_nothing(host: Host) -> None:
+    missing = host.release("never-built")
+    assert missing.result is results.ReleaseOutcome.IMAGE_MISSING
+    assert "is not on the host" in missing.message
+    assert host.containers() == []
+
+
 def test_releases_on_one_host_wait_for_the_host_lock(host: Host, app_repo: AppRepo) -> None:
     assert host.build(app_repo, "r1").ok
     lock = host.dir / "deploymind.lock"

@@ -68,6 +68,18 @@ def test_rollback_to_pins_a_kept_revision_until_the_spec_names_a_new_one() -> No
     assert not status.rollback_to.active
 
 
+def test_removing_the_rollback_to_annotation_forgets_the_pin_so_the_same_value_pins_again() -> None:
+    status = running(NEW, last_good=OLD)
+    plan(status, {ROLLBACK_TO: OLD.revision}, NEW, redeploy=False)
+    plan(status, {ROLLBACK_TO: OLD.revision}, NEWER, redeploy=False)  # released by a new revision in the spec
+    assert status.rollback_to is not None and not status.rollback_to.active
+
+    assert plan(status, {}, NEWER, redeploy=False).target.revision == NEWER.revision
+    assert status.rollback_to is None
+    p = plan(status, {ROLLBACK_TO: OLD.revision}, NEWER, redeploy=False)
+    assert (p.target.revision, p.pinned) == (OLD.revision, True)
+
+
 def test_rollback_to_accepts_an_image_reference() -> None:
     status = running(NEW, last_good=OLD)
     assert plan(status, {ROLLBACK_TO: OLD.image}, NEW, redeploy=False).target.revision == OLD.revision

@@ -52,6 +52,7 @@ UNHEALTHY: Final = "Unhealthy"
 ROLLED_BACK: Final = "RolledBack"
 CONTAINER_MISSING: Final = "ContainerMissing"
 RELEASE_FAILED: Final = "ReleaseFailed"
+IMAGE_MISSING: Final = "ImageMissing"
 
 # Deletion
 CLEANUP_FAILED: Final = "CleanupFailed"

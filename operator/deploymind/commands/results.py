@@ -41,6 +41,7 @@ class ReleaseOutcome(StrEnum):
     CANDIDATE_UNHEALTHY = "CandidateUnhealthy"
     SWITCH_FAILED = "SwitchFailed"
     DISK_FULL = "DiskFull"
+    IMAGE_MISSING = "ImageMissing"
     FAILED = "Failed"
 
 

@@ -48,6 +48,10 @@ class Actor:
         self._reconcile_due = True
         self._wake.set()
 
+    def interrupt(self) -> None:
+        """End the current sleep without asking for a reconcile (the daemon is stopping: `run` checks and returns)."""
+        self._wake.set()
+
     async def run(self, stopped: Callable[[], bool]) -> None:
         loop = asyncio.get_running_loop()
         while not stopped():

@@ -77,9 +77,17 @@ async def actor(stopped: kopf.DaemonStopped, meta: kopf.Meta, **kwargs: Any) -> 
     rt = runtime()
     rt.hooks.port_claims = lambda host, port: list(port_claims.get((host, port), []))
     act = rt.actor(str(meta["namespace"]), str(meta["name"]))
+
+    async def interrupt_on_stop() -> None:
+        await stopped.wait()
+        act.interrupt()
+
+    # A stop (operator shutdown, object deleted) ends a sleep at once instead of after the tick period or backoff.
+    watcher = asyncio.create_task(interrupt_on_stop())
     try:
         await act.run(lambda: bool(stopped))
     finally:
+        watcher.cancel()
         rt.forget_actor(str(meta["namespace"]), str(meta["name"]))
 
 

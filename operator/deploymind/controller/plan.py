@@ -53,6 +53,9 @@ def plan(status: DeploymentStatus, annotations: dict[str, str], desired: Desired
     apply_retry(status, annotations, desired)
     requested = annotations.get(ROLLBACK_TO)
     pin = status.rollback_to
+    if not requested and pin is not None:
+        # The annotation is gone: so is the pin, and setting the same value again later pins again.
+        status.rollback_to = pin = None
     if requested and (pin is None or pin.requested != requested):
         known = _known(status, requested)
         if known is None:

@@ -222,14 +222,23 @@ class Runner:
 
     async def _release(self, ctx: StepContext, the_plan: Plan) -> None:
         target = the_plan.target
-        if ctx.spec.source is not None and not the_plan.pinned and target.tarball is not None:
+        buildable = ctx.spec.source is not None and not the_plan.pinned and target.tarball is not None
+        kept = _kept_on_host(ctx.status, target.revision)
+        if buildable and not kept:
             await build.build(ctx, target)
             await ctx.safe_point()
         else:
             ctx.conditions.set(ConditionType.BUILT, T, reasons.BUILD_SKIPPED,
-                               f"{target.image} is used as it is" if not the_plan.pinned
-                               else f"rolling back to {target.revision}, already on the host")
-        outcome = await release.release(ctx, target)
+                               f"rolling back to {target.revision}, already on the host" if the_plan.pinned
+                               else f"{target.image} is kept on the host" if buildable
+                               else f"{target.image} is used as it is")
+        # A revision this Deployment keeps on the host is released straight away (one round trip, no tarball); if
+        # someone removed its image meanwhile, it is built after all and released in a second attempt.
+        outcome = await release.release(ctx, target, image_may_be_missing=buildable)
+        if outcome.reason == reasons.IMAGE_MISSING:
+            await build.build(ctx, target)
+            await ctx.safe_point()
+            outcome = await release.release(ctx, target, purpose="rollout-after-build")
         if outcome.ok:
             self._record_release(ctx, target, result=reasons.RELEASED)
             return
@@ -401,3 +410,12 @@ class Runner:
     async def close(self) -> None:
         if self._transport is not None:
             await self._transport.close()
+
+
+def _kept_on_host(status: DeploymentStatus, revision: str) -> bool:
+    """The host has this revision's image: it runs it, or keeps it (pruning keeps the history and last good)."""
+    if status.revision is not None and status.revision.id == revision:
+        return True
+    if status.last_good is not None and status.last_good.id == revision:
+        return True
+    return any(entry.id == revision for entry in status.history)

@@ -53,7 +53,12 @@ def keep_images(ctx: StepContext, target: Desired) -> tuple[str, ...]:
     return tuple(dict.fromkeys(images))
 
 
-async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", nonce: str = "") -> Released:
+async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", nonce: str = "",
+                  image_may_be_missing: bool = False) -> Released:
+    """Release `target` on the host in one round trip (the host job verifies the candidate before it switches).
+
+    With `image_may_be_missing`, a host without the image answers Released(ok=False, reason ImageMissing) so the
+    caller can build it; otherwise that is Waiting(ImageMissing)."""
     spec = ctx.spec
     resources = spec.container.resources
     params = ReleaseParams(
@@ -86,6 +91,11 @@ async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", n
                    + (f". Last log lines:\n{logs}" if logs else ""))
         ctx.conditions.set(ConditionType.RELEASED, F, str(result.result), message)
         return Released(False, str(result.result), message)
+    if result.result == ReleaseOutcome.IMAGE_MISSING:
+        ctx.conditions.set(ConditionType.RELEASED, F, reasons.IMAGE_MISSING, result.message)
+        if image_may_be_missing:
+            return Released(False, reasons.IMAGE_MISSING, result.message)
+        raise Waiting(reasons.IMAGE_MISSING, result.message)
     reason = reasons.DISK_FULL if result.result == ReleaseOutcome.DISK_FULL else reasons.RELEASE_FAILED
     ctx.conditions.set(ConditionType.RELEASED, F, reason, result.message)
     raise Waiting(reason, result.message)

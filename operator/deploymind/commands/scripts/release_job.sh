@@ -141,7 +141,7 @@ if exists "$aside"; then
   fi
 fi
 
-want_iid=$(dm_image_id 2>/dev/null) || finish Failed "image $image is not on the host: build or pull it first"
+want_iid=$(dm_image_id 2>/dev/null) || finish ImageMissing "image $image is not on the host: build or pull it first"
 
 if state=$(dm_state "$stable" 2>/dev/null); then
   read -r _ s_iid s_running _ s_rev <<< "$state"
