@@ -15,6 +15,9 @@ from collections.abc import Mapping
 
 from deploymind.transport.base import TRANSPORT_TIMEOUT, Result, TransportError
 
+# How long a killed script's process may take to be reaped before the call gives up waiting for it.
+KILL_WAIT_S = 5.0
+
 
 class LocalTransport:
     """Runs each script with `shell -c script` in its own process group, so a timeout can kill all of it."""
@@ -52,7 +55,10 @@ class LocalTransport:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
+                # Bounded: asyncio may not report the exit of a process whose pipe readers were cancelled mid-read
+                # (seen once in ~80 s on a loaded machine); the kill has happened either way.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), KILL_WAIT_S)
         return Result(exit_code=_exit_code(proc.returncode), stdout=stdout, stderr=stderr)
 
     async def close(self) -> None:
