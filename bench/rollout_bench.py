@@ -509,7 +509,7 @@ def main() -> int:
     results = {
         "command": COMMAND,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
-                    "note": "2 shared cores; other test suites ran at the same time: compare ratios, not absolutes"},
+                    "note": "2 shared cores: compare ratios, not absolutes"},
         "wall_seconds": round(time.time() - started, 1),
         "summary": {
             "create_to_finalizer_s": summary([r["create_to_finalizer_s"] for r in rollouts]),
