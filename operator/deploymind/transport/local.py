@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from deploymind.transport.base import TRANSPORT_TIMEOUT, Result, TransportError
 
-# How long a killed script's process may take to be reaped before the call gives up waiting for it.
+# How long a killed script's output may take to close before the call stops reading it.
 KILL_WAIT_S = 5.0
 
 
@@ -42,23 +42,28 @@ class LocalTransport:
             env=self._env,
             start_new_session=True,
         )
+        talk = asyncio.ensure_future(proc.communicate(stdin))
         try:
-            stdout, stderr = await asyncio.wait_for(proc.communicate(stdin), timeout)
-        except TimeoutError:
-            raise TransportError(
-                TRANSPORT_TIMEOUT,
-                f"the script did not finish within {timeout:g} s on the local host and was killed: "
-                "look for a hung docker command, or raise the timeout",
-            ) from None
+            done, _ = await asyncio.wait({talk}, timeout=timeout)
+            if not done:
+                raise TransportError(
+                    TRANSPORT_TIMEOUT,
+                    f"the script did not finish within {timeout:g} s on the local host and was killed: "
+                    "look for a hung docker command, or raise the timeout",
+                )
+            stdout, stderr = talk.result()
         finally:
-            # On timeout or cancellation nothing the script started in its group outlives the call.
-            if proc.returncode is None:
+            if not talk.done():
+                # On timeout or cancellation nothing the script started in its group outlives the call. The whole
+                # group goes first, even when the shell itself is gone: a child still holding the output pipes would
+                # keep the read below waiting for ever.
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                # Bounded: asyncio may not report the exit of a process whose pipe readers were cancelled mid-read
-                # (seen once in ~80 s on a loaded machine); the kill has happened either way.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(proc.wait(), KILL_WAIT_S)
+                finished, _ = await asyncio.wait({talk}, timeout=KILL_WAIT_S)
+                if not finished:
+                    talk.cancel()
+                elif not talk.cancelled():
+                    talk.exception()  # retrieved: the call's own outcome (timeout, cancellation) is what counts
         return Result(exit_code=_exit_code(proc.returncode), stdout=stdout, stderr=stderr)
 
     async def close(self) -> None:
