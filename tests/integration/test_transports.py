@@ -93,24 +93,43 @@ async def test_a_timeout_raises_and_leaves_no_process_behind(transport: Transpor
         await transport.run(f"sleep {marker} & sleep {marker}; wait", timeout=1.0)
     assert caught.value.reason == "TransportTimeout"
     assert time.monotonic() - started < 5
-    wait_until(lambda: not _processes_with(f"sleep {marker}"), 10, "the timed-out script's processes are gone")
+    wait_until(lambda: not _processes_with(marker), 10, "the timed-out script's processes are gone")
 
 
 async def test_a_timed_out_script_that_ignores_sigterm_is_still_killed(transport: Transport) -> None:
     marker = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
     with pytest.raises(TransportError):
         await transport.run(f"trap '' TERM; sleep {marker}", timeout=0.5)
-    wait_until(lambda: not _processes_with(f"sleep {marker}"), 10, "the stubborn script's processes are gone")
+    wait_until(lambda: not _processes_with(marker), 10, "the stubborn script's processes are gone")
 
 
 async def test_a_cancelled_call_leaves_no_process_behind(transport: Transport) -> None:
     marker = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
     call = asyncio.create_task(transport.run(f"sleep {marker}", timeout=60))
-    await asyncio.to_thread(wait_until, lambda: bool(_processes_with(f"sleep {marker}")), 10, "the script runs")
+    await asyncio.to_thread(wait_until, lambda: bool(_processes_with(marker)), 10, "the script runs")
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    wait_until(lambda: not _processes_with(f"sleep {marker}"), 10, "the cancelled script's processes are gone")
+    wait_until(lambda: not _processes_with(marker), 10, "the cancelled script's processes are gone")
+
+
+async def test_a_cancelled_local_call_whose_shell_has_exited_still_ends_what_it_left_behind() -> None:
+    # The shell is gone, but a child of it still holds the output pipes: reading them to the end would never finish.
+    marker = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+    call = asyncio.create_task(LocalTransport().run(f"sleep {marker} & exit 0", timeout=60))
+    await asyncio.to_thread(wait_until, lambda: bool(_processes_with(marker)), 10, "the child runs")
+    await asyncio.sleep(0.2)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(call, 10)
+    wait_until(lambda: not _processes_with(marker), 10, "the child is gone")
+
+
+async def test_a_local_call_timing_out_after_its_shell_exited_still_ends_what_it_left_behind() -> None:
+    marker = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+    with pytest.raises(TransportError):
+        await asyncio.wait_for(LocalTransport().run(f"sleep {marker} & exit 0", timeout=1), 10)
+    wait_until(lambda: not _processes_with(marker), 10, "the child is gone")
 
 
 async def test_the_transport_is_usable_after_a_timeout(transport: Transport) -> None:
