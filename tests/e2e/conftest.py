@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dm import Cluster, Operator
+from dm import Cluster, Operator, leave_no_trace
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.dirs import private_dir
@@ -45,15 +43,4 @@ def operator(kube: Kube, docker_engine: DockerEngine, namespace: str, world_root
     op.start()
     yield op
     op.stop()
-    # pytest shows this only when the test failed
-    print("---- operator log ----\n" + "\n".join(line for line in op.logs().splitlines() if " DEBUG " not in line))
-    remove_containers(docker_engine, namespace)
-
-
-def remove_containers(engine: DockerEngine, namespace: str) -> None:
-    """Remove what a test's Deployments left on the engine (by the namespace label every container carries)."""
-    env = {**os.environ, **engine.env}
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=deploymind.io/namespace={namespace}"],
-                         capture_output=True, text=True, env=env, check=False).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, env=env, check=False)
+    leave_no_trace(op, docker_engine, namespace)

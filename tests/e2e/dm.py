@@ -174,6 +174,22 @@ def docker(engine: DockerEngine, *args: str) -> str:
     return done.stdout
 
 
+def remove_containers(engine: DockerEngine, namespace: str) -> None:
+    """Remove what a test's Deployments left on the engine (by the namespace label every container carries)."""
+    env = {**os.environ, **engine.env}
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=deploymind.io/namespace={namespace}"],
+                         capture_output=True, text=True, env=env, check=False).stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, env=env, check=False)
+
+
+def leave_no_trace(op: Operator, engine: DockerEngine, namespace: str) -> None:
+    """After a test whose operator has stopped: print its log (pytest shows it only when the test failed) and remove
+    the containers the test's Deployments left."""
+    print("---- operator log ----\n" + "\n".join(line for line in op.logs().splitlines() if " DEBUG " not in line))
+    remove_containers(engine, namespace)
+
+
 def stable_container(engine: DockerEngine, uid: str) -> dict[str, Any]:
     """`docker inspect` of the object's stable container dm-<uid8>."""
     inspected: list[dict[str, Any]] = json.loads(docker(engine, "inspect", f"dm-{uid[:8]}"))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dm import Cluster, Operator, docker, http_get, ready, wait_for
+from dm import Cluster, Operator, docker, http_get, leave_no_trace, ready, wait_for
 from dm import deployment as deployment_of
 from kmock._internal.rendering import Request, Response
 
@@ -75,9 +75,7 @@ def crashable(kube: Kube, docker_engine: DockerEngine, namespace: str, world_roo
     yield op
     gate.hold.unlink(missing_ok=True)
     op.kill()
-    print("---- operator log ----\n" + "\n".join(line for line in op.logs().splitlines() if " DEBUG " not in line))
-    for cid in docker(docker_engine, "ps", "-aq", "--filter", f"label=deploymind.io/namespace={namespace}").split():
-        docker(docker_engine, "rm", "-f", cid)
+    leave_no_trace(op, docker_engine, namespace)
 
 
 def deployment(name: str, repo: AppRepo, port: int) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dm import Cluster, Operator, deployment, handled, http_get, wait_for
+from dm import Cluster, Operator, deployment, handled, http_get, leave_no_trace, wait_for
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import DEFAULT_PORT, START_SCRIPT, AppRepo
@@ -88,11 +88,7 @@ def traced_operator(kube: Kube, docker_engine: DockerEngine, namespace: str, wor
     op.start()
     yield op
     op.kill()  # a clean shutdown is not what this test is about, and SIGTERM costs seconds
-    print("---- operator log ----\n" + "\n".join(line for line in op.logs().splitlines() if " DEBUG " not in line))
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=deploymind.io/namespace={namespace}"],
-                         capture_output=True, text=True, env={**os.environ, **docker_engine.env}).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, env={**os.environ, **docker_engine.env})
+    leave_no_trace(op, docker_engine, namespace)
 
 
 def ssh_deployment(name: str, repo: AppRepo, port: int, sshd: Sshd) -> dict[str, Any]:

@@ -67,14 +67,10 @@ class Kube:
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
         """The decoded value, or None when the Secret or the key is missing."""
-        try:
-            secret = await self._call(self._core.read_namespaced_secret, name, namespace)
-        except NotFound:
+        data = await self.read_secret_data(namespace, name)
+        if data is None or key not in data:
             return None
-        data = secret.data or {}
-        if key not in data:
-            return None
-        return base64.b64decode(data[key]).decode("utf-8", "replace")
+        return data[key].decode("utf-8", "replace")
 
     async def read_secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """Every key of the Secret, decoded; None when it does not exist."""

@@ -109,11 +109,9 @@ class Runner:
             result = RolloutResult(retry=True, retry_delay=e.delay)
         except TransportError as e:
             self._unreachable += 1
-            if e.needs_user:
-                outcome = Outcome(stalled_reason=e.reason, stalled_message=e.message)
-            else:
+            outcome = _transport_outcome(e, status)
+            if not e.needs_user:
                 # The host is away: the retry waits as long as the next health tick would (one backoff per host).
-                outcome = Outcome(waiting_reason=e.reason, waiting_message=e.message, baking=rules.baking(status))
                 result = RolloutResult(retry=True, retry_delay=self.tick_delay())
         else:
             if self._transport is not None:
@@ -313,13 +311,7 @@ class Runner:
             self._unreachable += 1
             self._hooks.emit("health", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, unreachable=True)
             conds.set(ConditionType.HEALTHY, U, e.reason, e.message)
-            if e.needs_user:
-                await self._write(status, conds, Outcome(stalled_reason=e.reason, stalled_message=e.message))
-            else:
-                await self._write(status, conds, Outcome(waiting_reason=e.reason, waiting_message=e.message,
-                                                         baking=rules.baking(status),
-                                                         stalled_reason=outcome.stalled_reason,
-                                                         stalled_message=outcome.stalled_message))
+            await self._write(status, conds, _transport_outcome(e, status, outcome))
             return
         self._unreachable = 0
         self._hooks.emit("health", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, ok=observation.probe_ok,
@@ -410,6 +402,17 @@ class Runner:
     async def close(self) -> None:
         if self._transport is not None:
             await self._transport.close()
+
+
+def _transport_outcome(e: TransportError, status: DeploymentStatus, before: Outcome | None = None) -> Outcome:
+    """What a transport failure makes of the object: Stalled when only a person can help (a refused key, an unknown
+    host key), else Waiting, keeping a stall `before` it already had (a quarantine does not end because the host is
+    away)."""
+    if e.needs_user:
+        return Outcome(stalled_reason=e.reason, stalled_message=e.message)
+    before = before or Outcome()
+    return Outcome(waiting_reason=e.reason, waiting_message=e.message, baking=rules.baking(status),
+                   stalled_reason=before.stalled_reason, stalled_message=before.stalled_message)
 
 
 def _kept_on_host(status: DeploymentStatus, revision: str) -> bool:
