@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from deploymind.api.crd import render_crd
-from deploymind.sandbox.apiserver import ApiServer
-from deploymind.sandbox.kmock_boundary import EmulatorBase
+from deploymind.sandbox.kube.apiserver import ApiServer
+from deploymind.sandbox.kube.kmock_boundary import EmulatorBase
 
 PATH = "/apis/deploymind.io/v1alpha1/namespaces/default/deployments"
 BODY = {"apiVersion": "deploymind.io/v1alpha1", "kind": "Deployment", "metadata": {"name": "bench"},

@@ -29,8 +29,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from deploymind.history.recorder import HistoryRecorder
-from deploymind.history.records import (
+from deploymind.api.enums import (
     PROBE_PASSED,
     RESULT_ROLLED_BACK,
     RESULT_SUCCEEDED,
@@ -38,6 +37,9 @@ from deploymind.history.records import (
     STEP_SUCCEEDED,
     STEPS,
     TRIGGER_WEBHOOK,
+)
+from deploymind.history.recorder import HistoryRecorder
+from deploymind.history.records import (
     HealthWindow,
     Record,
     Revert,

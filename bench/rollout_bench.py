@@ -54,8 +54,8 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "operator")]
 
 from deploymind.api import GROUP, PLURAL, VERSION  # noqa: E402
 from deploymind.api.crd import render_crd  # noqa: E402
-from deploymind.sandbox.apiserver import ApiServer  # noqa: E402
 from deploymind.sandbox.docker_engine import DockerEngine  # noqa: E402
+from deploymind.sandbox.kube.apiserver import ApiServer  # noqa: E402
 from world.apps import AppRepo, Health, create_app_repo  # noqa: E402
 from world.ports import free_port  # noqa: E402
 
@@ -280,7 +280,7 @@ def world(root: Path) -> Iterator[World]:
         log = (root / "operator.log").open("ab")
         operator = subprocess.Popen(
             [sys.executable, "-m", "deploymind", "run", "--kubeconfig", str(kubeconfig), "--namespace", NAMESPACE,
-             "--allow-local-transport", "--host-dir", str(host_dir), "--state-dir", str(root / "state"),
+             "--allow-local-transport", "--allow-file-repos", "--host-dir", str(host_dir), "--state-dir", str(root / "state"),
              "--lease-namespace", NAMESPACE, "--http-host", "127.0.0.1", "--http-port", str(http_port)],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         wait_for(lambda: http_get(http_port, "/healthz")[0] == 200, 60, "the operator's /healthz")

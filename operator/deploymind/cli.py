@@ -38,14 +38,21 @@ def _run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides: dict[str, object] = {"allow_local_transport": args.allow_local_transport}
+    overrides: dict[str, object] = {"allow_local_transport": args.allow_local_transport,
+                                    "allow_file_repos": args.allow_file_repos}
     if args.state_dir:
         overrides["state_dir"] = Path(args.state_dir)
     if args.host_dir:
         overrides["host_dir"] = args.host_dir
     if args.lease_namespace:
         overrides["lease_namespace"] = args.lease_namespace
+    if args.max_concurrent_rollouts is not None:
+        overrides["max_concurrent_rollouts"] = args.max_concurrent_rollouts
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    if settings.max_concurrent_rollouts < 1:
+        print("deploymind run: --max-concurrent-rollouts (DEPLOYMIND_MAX_CONCURRENT_ROLLOUTS) must be at least 1",
+              file=sys.stderr)
+        return 2
     endpoints = Endpoints(host=args.http_host, port=args.http_port) if args.http_port else None
     try:
         asyncio.run(run_operator(settings, kubeconfig=args.kubeconfig, namespaces=args.namespace or (),
@@ -85,9 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable; default all)")
     run.add_argument("--allow-local-transport", action="store_true",
                      help="accept transport: local (containers on this operator's own host; sandbox and tests only)")
+    run.add_argument("--allow-file-repos", action="store_true",
+                     help="accept source.repo as file:// or a path (this operator's own files; sandbox and tests only)")
     run.add_argument("--state-dir", help="operator files: source cache, SQLite history (default /var/lib/deploymind)")
     run.add_argument("--host-dir", help="directory on each host for release files (default /var/lib/deploymind)")
     run.add_argument("--lease-namespace", help="namespace of the per-host Leases (default: default)")
+    run.add_argument("--max-concurrent-rollouts", type=int, metavar="N",
+                     help="rollouts running at once across all Deployments; health ticks are not counted "
+                          "(default $DEPLOYMIND_MAX_CONCURRENT_ROLLOUTS, else 4)")
     run.add_argument("--http-host", default="0.0.0.0",
                      help="address of /healthz, /metrics and /history (default 0.0.0.0)")
     run.add_argument("--http-port", type=int, default=8080,

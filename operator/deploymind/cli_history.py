@@ -1,9 +1,10 @@
-"""`deploymind history NAME`: one Deployment's rollouts and reverts, read from the operator's /history endpoint.
+"""`deploymind history NAME`: one Deployment's rollouts and reverts, read from the operator's /history endpoint;
+with `--revision`, one revision's attempts, steps and (if it was refused) its container's last log lines.
 
 In a cluster the request goes through the Kubernetes API server's service proxy
 (`/api/v1/namespaces/{ns}/services/{service}:{port}/proxy/history/{namespace}/{name}`), so Kubernetes RBAC
-(`get` on `services/proxy`) decides who reads the history, and no port of the operator is exposed. In the sandbox
-`--url` reads the operator's HTTP server directly.
+(`get` on `services/proxy`) decides who reads the history, and no port of the operator is exposed. The sandbox
+registers the same Service, so its kubeconfig works the same way; `--url` reads an operator's HTTP server directly.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ class HistoryReadError(Exception):
         self.message = message
 
 
-def history_path(namespace: str, name: str, limit: int) -> str:
+def history_path(namespace: str, name: str, limit: int, revision: str | None = None) -> str:
     quoted = "/".join(urllib.parse.quote(part, safe="") for part in (namespace, name))
-    return f"/history/{quoted}?{urllib.parse.urlencode({'limit': limit})}"
+    query: dict[str, str | int] = {"limit": limit} if revision is None else {"limit": limit, "revision": revision}
+    return f"/history/{quoted}?{urllib.parse.urlencode(query)}"
 
 
 def proxy_path(operator_namespace: str, service: str, port: str, path: str) -> str:
@@ -85,7 +87,7 @@ def fetch_via_proxy(kubeconfig: str | None, context: str | None, operator_namesp
             kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except kconfig.ConfigException:
             raise HistoryReadError("NoKubeconfig", f"no usable kubeconfig ({e}); pass --kubeconfig or set "
-                                                   "KUBECONFIG, or use --url in the sandbox") from None
+                                                   "KUBECONFIG (the sandbox prints its own), or --url") from None
     where = f"service {operator_namespace}/{service}:{port}"
     with k8s.ApiClient(configuration) as client:
         request = client.param_serialize("GET", proxy_path(operator_namespace, service, port, path),
@@ -145,6 +147,29 @@ def render_table(body: dict[str, Any]) -> str:
     return "\n\n".join(out) + "\n"
 
 
+def _printable(line: str) -> str:
+    """A container's log line as inert text: control characters (terminal escapes) are shown, never interpreted."""
+    return "".join(c if c.isprintable() or c == "\t" else c.encode("unicode_escape").decode() for c in line)
+
+
+def render_revision(body: dict[str, Any]) -> str:
+    """One revision (`--revision`): its attempts and reverts as `render_table`, each attempt's steps, then the last
+    log lines of every release of it that was refused, newest first."""
+    out = [render_table(body).rstrip("\n")]
+    for rollout in body.get("rollouts", []):
+        steps = [[s.get("step") or "-", s.get("status") or "-", s.get("reason") or "-",
+                  _seconds(s.get("durationSeconds")), s.get("message") or ""] for s in rollout.get("steps", [])]
+        if steps:
+            out.append(f"steps of the attempt started {_short_time(rollout.get('startedAt'))}:\n"
+                       + _table(["STEP", "STATUS", "REASON", "DURATION", "MESSAGE"], steps))
+    for logs in body.get("logs", []):
+        out.append(f"last log lines of {logs.get('revision')}, refused {_short_time(logs.get('at'))}:\n"
+                   + "\n".join(f"  {_printable(line)}" for line in logs.get("lines", [])))
+    if not body.get("logs"):
+        out.append("no log lines: only a release that was refused keeps its container's last lines")
+    return "\n\n".join(out) + "\n"
+
+
 def _current_namespace(kubeconfig: str | None, context: str | None) -> str:
     import kubernetes.config as kconfig
 
@@ -158,7 +183,7 @@ def _current_namespace(kubeconfig: str | None, context: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     namespace = args.namespace or _current_namespace(args.kubeconfig, args.context)
-    path = history_path(namespace, args.name, args.limit)
+    path = history_path(namespace, args.name, args.limit, args.revision)
     try:
         if args.url:
             body = fetch_direct(args.url, path)
@@ -168,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
     except HistoryReadError as e:
         print(f"error: {e.reason}: {e.message}", file=sys.stderr)
         return 1
-    sys.stdout.write(json.dumps(body, indent=2) + "\n" if args.output == "json" else render_table(body))
+    render = render_revision if args.revision else render_table
+    sys.stdout.write(json.dumps(body, indent=2) + "\n" if args.output == "json" else render(body))
     return 0
 
 
@@ -186,6 +212,8 @@ def add_parser(verbs: Any) -> None:
     history.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig context's)")
     history.add_argument("--limit", type=_limit, default=20, metavar="N",
                          help=f"newest N rollouts and reverts, 1 to {MAX_LIMIT} (default 20)")
+    history.add_argument("--revision", metavar="REV",
+                         help="one revision only: its attempts, steps and, if it was refused, its last log lines")
     history.add_argument("-o", "--output", choices=("table", "json"), default="table")
     history.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster)")
     history.add_argument("--context", help="kubeconfig context (default: the current one)")

@@ -1,8 +1,9 @@
 """The operator's Prometheus metrics on a private registry, the one-line helpers that update them, and /metrics.
 
-Labels are bounded: results, phases, severities and transports come from fixed sets, and per-object series are
-labelled namespace/name only (never SHAs, revisions or messages). `forget(namespace, name)` removes every series
-of one object when it is deleted, so a cluster's churn does not grow the registry forever.
+Labels are bounded: results, phases, severities and transports come from fixed sets (`deploymind.api.enums`, the
+one source of their spelling), and per-object series are labelled namespace/name only (never SHAs, revisions or
+messages). `forget(namespace, name)` removes every series of one object when it is deleted, so a cluster's churn
+does not grow the registry forever.
 
 The helpers never raise: a metric is not worth failing a reconcile for.
 """
@@ -26,7 +27,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from deploymind.history.records import PHASES, PROBE_RESULTS, SEVERITIES
+from deploymind.api.enums import PHASES, PROBE_RESULTS, RECONCILE_RESULTS, SEVERITIES
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +36,6 @@ logger = logging.getLogger(__name__)
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _P = ParamSpec("_P")
-
-# Reconcile outcomes: done, retry later (Waiting), needs the user (Stalled), or an unexpected exception (Error).
-RECONCILE_SUCCEEDED: Final = "Succeeded"
-RECONCILE_WAITING: Final = "Waiting"
-RECONCILE_STALLED: Final = "Stalled"
-RECONCILE_ERROR: Final = "Error"
 
 _RECONCILE_BUCKETS: Final = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0)
 _ROLLOUT_BUCKETS: Final = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0)
@@ -157,6 +152,8 @@ class Metrics:
 
     @_never_raises
     def reconcile_finished(self, result: str, seconds: float) -> None:
+        if result not in RECONCILE_RESULTS:
+            raise ValueError(f"unknown reconcile result {result!r}; expected one of {', '.join(RECONCILE_RESULTS)}")
         self.reconcile_total.labels(result).inc()
         self.reconcile_duration_seconds.observe(seconds)
 

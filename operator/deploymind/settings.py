@@ -22,6 +22,8 @@ class Settings:
     """Absolute directory on each host for release files; the login user must be able to write it."""
     allow_local_transport: bool = False
     """`transport: local` runs containers on the operator's own host: only for the sandbox and tests."""
+    allow_file_repos: bool = False
+    """`source.repo` as file:// or a path reads the operator's own filesystem: only for the sandbox and tests."""
     local_docker_host: str | None = field(default_factory=lambda: os.environ.get("DOCKER_HOST"))
     """DOCKER_HOST for the local transport."""
     lease_namespace: str = field(default_factory=lambda: os.environ.get("DEPLOYMIND_LEASE_NAMESPACE", "default"))
@@ -33,6 +35,10 @@ class Settings:
     cleanup_timeout_seconds: float = field(
         default_factory=lambda: float(os.environ.get("DEPLOYMIND_CLEANUP_TIMEOUT_SECONDS", "60")))
     """How long delete keeps trying to remove the app from an unreachable host before it gives up (Warning Event)."""
+    max_concurrent_rollouts: int = field(
+        default_factory=lambda: int(os.environ.get("DEPLOYMIND_MAX_CONCURRENT_ROLLOUTS", "4")))
+    """Rollouts (source, build, release) running at once across all Deployments; health ticks are not counted.
+    After a restart every Deployment reconciles at once: this keeps them from all fetching and building together."""
     transport_timeout_seconds: float = 900.0
     min_free_disk_mb: int = 512
     backoff_initial_seconds: float = 2.0
@@ -45,3 +51,8 @@ class Settings:
     @property
     def source_cache(self) -> Path:
         return self.state_dir / "sources"
+
+    @property
+    def git_known_hosts(self) -> Path:
+        """Host keys of SSH repository hosts (known_hosts format), kept by the operator's administrator."""
+        return self.state_dir / "git_known_hosts"

@@ -52,6 +52,8 @@ class Operator:
     http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    allow_file_repos: bool = True
+    """The fixture repositories are local (file://); a test of the URL rules turns this off."""
 
     @property
     def log_path(self) -> Path:
@@ -71,7 +73,8 @@ class Operator:
             [sys.executable, "-m", "deploymind", "run", "--kubeconfig", str(self.kubeconfig),
              "--namespace", self.namespace, "--allow-local-transport", "--state-dir", str(self.workdir / "state"),
              "--host-dir", str(self.host_dir), "--lease-namespace", self.namespace,
-             "--http-host", "127.0.0.1", "--http-port", str(self.http_port), "--verbose"],
+             "--http-host", "127.0.0.1", "--http-port", str(self.http_port), "--verbose",
+             *(["--allow-file-repos"] if self.allow_file_repos else [])],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True)
         wait_for(self._healthy, 30, "the operator's /healthz")
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import threading
 
@@ -18,11 +19,12 @@ pytestmark = pytest.mark.e2e
 
 def test_two_deployments_on_one_host_release_one_at_a_time(cluster: Cluster, operator: Operator, app_repo: AppRepo,
                                                            kubectl: Kubectl) -> None:
+    # The Lease's holderIdentity is the operator process; its annotation deploymind.io/uid the Deployment.
     other_repo = create_app_repo(app_repo.path.parent / (app_repo.path.name + "-b"))
     holders: list[str] = []
     watch = subprocess.Popen(
         [str(kubectl.binary), "get", "leases", "-n", cluster.namespace, "--watch", "-o",
-         "jsonpath={.spec.holderIdentity}{'|'}{.metadata.resourceVersion}{'\\n'}"],
+         "jsonpath={.metadata.annotations.deploymind\\.io/uid}{'|'}{.spec.holderIdentity}{'\\n'}"],
         stdout=subprocess.PIPE, text=True, env=kubectl.env)
     assert watch.stdout is not None
     reader = threading.Thread(target=lambda: holders.extend(iter(watch.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
@@ -38,9 +40,12 @@ def test_two_deployments_on_one_host_release_one_at_a_time(cluster: Cluster, ope
         watch.terminate()
         watch.wait(10)
         reader.join(5)
-    sequence = [line.split("|")[0] for line in holders if line.strip()]
+    rows = [line.strip().split("|") for line in holders if line.strip()]
+    sequence = [uid for uid, _ in rows]
     uids = {cluster.get(n)["metadata"]["uid"] for n in ("one", "two")}
     assert uids <= set(sequence), f"both releases took the host's Lease: {sequence}"
+    assert operator.proc is not None
+    assert {holder for uid, holder in rows if uid} == {f"{os.environ.get('HOSTNAME', 'deploymind')}-{operator.proc.pid}"}
     # Between two different holders the Lease is always released first: never handed over while held.
     for before, after in itertools.pairwise(sequence):
         assert not (before and after and before != after), f"the Lease passed from {before} to {after} while held"

@@ -1,8 +1,10 @@
-"""Deleting a Deployment: `Delete` removes its containers, images and files from the host, `Orphan` leaves the app
-running, and an unreachable host never blocks the deletion for ever (it gives up with a Warning Event)."""
+"""Deleting a Deployment: `Delete` removes its containers, images and files from the host (after another
+Deployment's release on that host, however long it takes), `Orphan` leaves the app running, and an unreachable host
+never blocks the deletion for ever (it gives up with a Warning Event naming what is left, kept in the history)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import pytest
 from dm import Cluster, Operator, deployment, docker, http_get, wait_for
 
 from deploymind.sandbox.docker_engine import DockerEngine
-from world.apps import AppRepo
+from world.apps import AppRepo, Health, create_app_repo
 from world.dirs import private_dir
 from world.ports import free_port
 from world.sshd import Sshd
@@ -20,6 +22,8 @@ pytestmark = pytest.mark.e2e
 
 # The bound on cleaning up an unreachable host, given to this module's operators (default 60 s).
 CLEANUP_TIMEOUT_S = 10
+# How long another Deployment's candidate keeps the host busy: well past the cleanup timeout.
+SLOW_CANDIDATE_S = 30
 
 
 @pytest.fixture
@@ -50,6 +54,19 @@ def answers(port: int) -> bool:
 
 def events_for(cluster: Cluster, name: str, reason: str) -> list[dict[str, Any]]:
     return [e for e in cluster.events() if e["involvedObject"]["name"] == name and e["reason"] == reason]
+
+
+def host_lease_holder(cluster: Cluster) -> str | None:
+    """The uid of the Deployment holding the (only) host's Lease, if one does."""
+    for lease in json.loads(cluster.run("get", "leases", "-o", "json").stdout)["items"]:
+        if lease["spec"].get("holderIdentity"):
+            return str((lease["metadata"].get("annotations") or {}).get("deploymind.io/uid"))
+    return None
+
+
+def cleanups(operator: Operator, cluster: Cluster, name: str) -> list[dict[str, Any]]:
+    status, body = http_get(operator.http_port, f"/history/{cluster.namespace}/{name}")
+    return list(json.loads(body).get("cleanups", [])) if status == 200 else []
 
 
 def test_delete_removes_the_containers_images_and_files_from_the_host(
@@ -111,5 +128,34 @@ def test_delete_against_an_unreachable_host_gives_up_in_bounded_time_with_a_warn
     warnings = events_for(cluster, "web", "CleanupFailed")
     assert warnings and warnings[0]["type"] == "Warning"
     assert uid in warnings[0]["message"]  # tells the user which label to clean up by hand
+    assert f"dm-{uid[:8]} (revision " in warnings[0]["message"]  # and which containers remain
     # Nothing was removed: the host could not be reached.
     assert on_host(docker_engine, operator, uid)["containers"]
+    [recorded] = wait_for(lambda: cleanups(operator, cluster, "web"), 30, "the cleanup in the history")
+    assert (recorded["uid"], recorded["result"]) == (uid, "CleanupFailed")
+    assert recorded["message"] == warnings[0]["message"]
+
+
+def test_a_delete_waits_for_another_deployments_release_on_the_host_then_cleans_up(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine) -> None:
+    cluster.apply(deployment("web", app_repo, free_port(), rollback={"bakeSeconds": 0}))
+    cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "deployed")
+    uid = cluster.get("web")["metadata"]["uid"]
+    # Another Deployment on the same host, whose candidate never gets healthy: its release holds the host for
+    # its whole startup timeout, three times the cleanup timeout.
+    slow_repo = create_app_repo(app_repo.path.parent / (app_repo.path.name + "-slow"), Health.UNHEALTHY)
+    cluster.apply(deployment("slow", slow_repo, free_port(), healthCheck={"startupTimeoutSeconds": SLOW_CANDIDATE_S}))
+    slow_uid = cluster.get("slow")["metadata"]["uid"]
+    wait_for(lambda: host_lease_holder(cluster) == slow_uid and cluster.status("slow").get("phase") == "Deploying",
+             60, "the slow release holding the host")
+
+    started = time.monotonic()
+    cluster.run("delete", "dmd", "web", "--wait=false")
+    wait_for(lambda: gone(cluster, "web"), SLOW_CANDIDATE_S + 60, "the Deployment to go away", interval=0.5)
+
+    assert time.monotonic() - started > CLEANUP_TIMEOUT_S  # it outwaited the cleanup timeout, and did not give up
+    assert on_host(docker_engine, operator, uid) == {"containers": [], "images": [], "files": False}
+    assert not events_for(cluster, "web", "CleanupFailed")
+    [waiting] = events_for(cluster, "web", "CleanupWaiting")
+    assert waiting["type"] == "Normal" and slow_uid in waiting["message"]
+    assert events_for(cluster, "web", "CleanedUp")

@@ -35,7 +35,7 @@ def serving(cluster: Cluster, port: int, commit: str, body: str) -> Callable[[],
                     and http_get(port, timeout=0.5) == (200, body))
 
 
-def test_rollback_to_holds_across_ticks_and_restarts_until_the_spec_names_a_new_revision(
+def test_rollback_to_holds_across_ticks_restarts_and_new_commits_until_the_spec_changes(
         cluster: Cluster, operator: Operator, app_repo: AppRepo) -> None:
     port = free_port()
     first_commit = app_repo.head()
@@ -63,9 +63,15 @@ def test_rollback_to_holds_across_ticks_and_restarts_until_the_spec_names_a_new_
     assert status["revision"]["id"] == first["revision"]["id"] and status["desiredRevision"] != first["revision"]["id"]
     assert http_get(port) == (200, "revision 1\n")
 
-    # A new revision in the spec ends the pin.
+    # A new commit on the branch does not lift the pin (the spec did not change) ...
     third = app_repo.commit_revision(Health.HEALTHY)
     cluster.annotate("web", REQUESTED_AT, "push-3")
+    status = cluster.wait_status("web", lambda s: s.get("lastHandledReconcileAt") == "push-3", 60, "push-3 handled")
+    assert status["revision"]["id"] == first["revision"]["id"] and status["rollbackTo"]["active"] is True
+    assert http_get(port) == (200, "revision 1\n")
+    # ... a change of the spec does.
+    cluster.apply(deployment("web", app_repo, port, rollback={"bakeSeconds": 0},
+                             container={"port": port, "env": [{"name": "MODE", "value": "three"}]}))
     wait_for(serving(cluster, port, third, "revision 3\n"), 60, "revision 3 serving")
     assert cluster.status("web")["rollbackTo"]["active"] is False
 

@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from deploymind.sandbox.api_errors import ApiError
-from deploymind.sandbox.apiserver import ApiServer
-from deploymind.sandbox.audit import AuditLog, AuditRecord
+from deploymind.sandbox.kube.api_errors import ApiError
+from deploymind.sandbox.kube.apiserver import ApiServer
+from deploymind.sandbox.kube.audit import AuditLog, AuditRecord
 
 GROUP, VERSION, PLURAL = "test.deploymind.io", "v1", "widgets"
 BASE = f"/apis/{GROUP}/{VERSION}/namespaces/default/{PLURAL}"

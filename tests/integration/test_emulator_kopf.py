@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from deploymind.sandbox.apiserver import ApiServer
+from deploymind.sandbox.kube.apiserver import ApiServer
 
 GROUP, VERSION, PLURAL = "kopf.test.deploymind.io", "v1", "things"
 BASE = f"/apis/{GROUP}/{VERSION}/namespaces/default/{PLURAL}"

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from dm import wait_for
 
+from deploymind.api.spec import HealthCheck
 from world.kube import Kube
 from world.kubetools import Helm, Kubectl
 
@@ -147,6 +150,67 @@ def test_kubectl_delete_waits_for_finalizers_then_removes(kubectl: Kubectl, ns: 
                                                                         '"/metadata/finalizers"}]'))
     result = kubectl("-n", ns, "get", "gizmo", "g3")
     assert result.returncode == 1 and "NotFound" in result.stderr
+
+
+def test_kubectl_explain_shows_a_crd_fields_with_the_models_descriptions(kubectl: Kubectl) -> None:
+    out = " ".join(ok(kubectl("explain", "dmd.spec.healthCheck")).split())  # kubectl wraps long descriptions
+    assert "FIELD: healthCheck <Object>" in out
+    assert f"failureThreshold <integer> {HealthCheck.model_fields['failure_threshold'].description}" in out
+    assert f"periodSeconds <integer> {HealthCheck.model_fields['period_seconds'].description}" in out
+
+
+EVENT = """
+apiVersion: v1
+kind: Event
+metadata: {{name: {name}}}
+involvedObject: {{apiVersion: deploymind.io/v1alpha1, kind: Deployment, name: web}}
+type: Warning
+reason: Unhealthy
+message: /health answered 503
+count: 2
+firstTimestamp: "2025-01-01T00:00:00Z"
+lastTimestamp: "2025-01-01T00:00:00Z"
+source: {{component: deploymind}}
+"""
+
+
+def test_kubectl_get_events_shows_type_reason_object_and_message(kubectl: Kubectl, ns: str) -> None:
+    ok(kubectl("-n", ns, "apply", "-f", "-", input=EVENT.format(name="web.1")))
+    header, row = ok(kubectl("-n", ns, "get", "events")).splitlines()
+    assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert row.split()[1:] == ["Warning", "Unhealthy", "deployment/web", "/health", "answered", "503"]
+    wide_header, wide_row = ok(kubectl("-n", ns, "get", "events", "-o", "wide")).splitlines()
+    assert wide_header.split()[-4:] == ["FIRST", "SEEN", "COUNT", "NAME"]
+    assert wide_row.split()[-2:] == ["2", "web.1"]
+    # events.k8s.io/v1 names the same fields differently (regarding, note): the apiserver prints them alike.
+    ok(kubectl("-n", ns, "apply", "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "web.new"},
+        "regarding": {"kind": "Deployment", "name": "web"}, "type": "Normal", "reason": "Released",
+        "note": "revision abc is serving", "eventTime": "2025-01-01T00:00:00.000000Z",
+        "reportingController": "deploymind.io/operator", "reportingInstance": "op-1", "action": "Release"})))
+    header, row = ok(kubectl("-n", ns, "get", "events.events.k8s.io", "web.new")).splitlines()
+    assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert row.split()[1:] == ["Normal", "Released", "deployment/web", "revision", "abc", "is", "serving"]
+
+
+def test_new_events_reach_kubectl_get_watch_and_kubectl_events_for(kubectl: Kubectl, kube: Kube, ns: str) -> None:
+    lines: list[str] = []
+    watching = subprocess.Popen([str(kubectl.binary), "-n", ns, "get", "events", "--watch-only"], env=kubectl.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert watching.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(watching.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        wait_for(lambda: kube.emulator.audit.find("watch", "events", namespace=ns), 20, "kubectl's watch on events")
+        ok(kubectl("-n", ns, "apply", "-f", "-", input=EVENT.format(name="web.2").replace("Unhealthy", "Reverted")))
+        row = wait_for(lambda: next((line for line in lines if "Reverted" in line), None), 20, "the watched event")
+        assert row.split()[1:4] == ["Warning", "Reverted", "deployment/web"]
+    finally:
+        watching.kill()
+        watching.wait(10)
+        reader.join(5)
+    events = ok(kubectl("-n", ns, "events", "--for", "dmd/web"))
+    assert "Reverted" in events and "Deployment/web" in events
 
 
 def test_helm_installs_upgrades_rolls_back_and_uninstalls_a_chart(helm: Helm, kubectl: Kubectl, ns: str) -> None:

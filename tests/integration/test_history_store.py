@@ -20,10 +20,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import make_url, text
 
-from deploymind.history import migrate
-from deploymind.history.models import Base
-from deploymind.history.recorder import HistoryRecorder
-from deploymind.history.records import (
+from deploymind.api.enums import (
     RESULT_ROLLED_BACK,
     RESULT_SUCCEEDED,
     STEP_RUNNING,
@@ -31,6 +28,12 @@ from deploymind.history.records import (
     TRIGGER_DRIFT,
     TRIGGER_SPEC_CHANGE,
     TRIGGER_WEBHOOK,
+)
+from deploymind.history import migrate
+from deploymind.history.models import Base
+from deploymind.history.recorder import HistoryRecorder
+from deploymind.history.records import (
+    CandidateLogs,
     HealthWindow,
     Revert,
     RolloutAttempt,
@@ -248,6 +251,33 @@ def test_history_is_newest_first_limited_and_spans_a_recreated_object(store: His
     ]
 
 
+def test_a_refused_releases_log_lines_read_back_by_revision_for_that_object_only(store: HistoryStore) -> None:
+    bad = "badbadbadbad-11111111"
+    before, after = attempt(uid="old-uid", revision=bad, started_at=T0), attempt(revision=bad, started_at=T0 + timedelta(days=1))
+    lines = ("a NUL \x00 byte", "ünïcødé ✓", "x" * 2_000, "'); DROP TABLE history_rollouts; --")
+    store.write(
+        [
+            before,
+            after,
+            attempt(name="other", uid="uid-other", revision=bad, started_at=T0),
+            CandidateLogs(uid="old-uid", revision=bad, attempt_id=before.id, lines=("first try",), at=T0),
+            CandidateLogs(uid="uid-web", revision=bad, attempt_id=after.id, lines=lines, at=T0 + timedelta(days=1)),
+            CandidateLogs(uid="uid-other", revision=bad, lines=("another object's",), at=T0),
+            CandidateLogs(uid="uid-web", revision="fedcba987654-01234567", lines=("another revision's",), at=T0),
+        ]
+    )
+
+    history = store.revision_history("shop", "web", bad)
+
+    assert history is not None
+    assert [(logs.uid, logs.attempt_id, logs.lines) for logs in history.logs] == [
+        ("uid-web", after.id, lines),
+        ("old-uid", before.id, ("first try",)),
+    ]
+    assert [entry.attempt.id for entry in history.rollouts] == [after.id, before.id]
+    assert store.revision_history("shop", "web", "never-released") is None
+
+
 def test_an_object_never_recorded_has_no_history(store: HistoryStore) -> None:
     assert store.history("shop", "ghost") is None
 
@@ -306,6 +336,7 @@ def test_purge_deletes_only_rows_older_than_the_cutoff(store: HistoryStore) -> N
                 reason="RolledBack",
                 at=old,
             ),
+            CandidateLogs(uid="uid-web", revision=old_attempt.revision, attempt_id=old_attempt.id, lines=("old",), at=old),
             recent_attempt,
             StepTransition(attempt_id=recent_attempt.id, uid="uid-web", step="build", status=STEP_SUCCEEDED, started_at=recent),
         ]
@@ -313,7 +344,7 @@ def test_purge_deletes_only_rows_older_than_the_cutoff(store: HistoryStore) -> N
 
     deleted = store.purge(T0 - timedelta(days=90))
 
-    assert deleted == 3
+    assert deleted == 4
     history = store.history("shop", "web")
     assert history is not None
     assert [e.attempt.id for e in history.rollouts] == [recent_attempt.id]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -25,7 +26,7 @@ from deploymind.commands import docker, results
 from deploymind.commands.build import BuildParams, build_script, image_present_script
 from deploymind.commands.cleanup import CleanupParams, cleanup_script
 from deploymind.commands.health import HealthParams, health_script, restart_script
-from deploymind.commands.release import ReleaseParams, release_script
+from deploymind.commands.release import ReleaseParams, env_payload, release_script
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import START_SCRIPT, AppRepo, Health
 from world.dirs import private_dir
@@ -98,7 +99,8 @@ class Host:
 
     def release(self, revision: str, env: str = "", **overrides: object) -> results.ReleaseResult:
         script = release_script(self.release_params(revision, **overrides))
-        return results.parse_release(self.run(script, env.encode()).stdout.decode())
+        return results.parse_release(self.run(script, None if overrides.get("env_from_stdin") is False
+                                              else payload(env)).stdout.decode())
 
     def get(self, path: str = "/", port: int | None = None) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port or self.port}{path}", timeout=2) as response:
@@ -252,6 +254,11 @@ def test_failed_build_returns_the_end_of_its_output(host: Host, app_repo: AppRep
     assert any("no-such-file" in line for line in failed.logs)
 
 
+def payload(env: str) -> bytes:
+    """The release's stdin for env file text `env`: as the operator sends it (with its length and digest)."""
+    return env_payload(dict(line.split("=", 1) for line in env.splitlines() if line))
+
+
 def test_good_release_answers_on_the_port_and_the_secret_reaches_only_the_container(
     host: Host, app_repo: AppRepo
 ) -> None:
@@ -261,7 +268,8 @@ def test_good_release_answers_on_the_port_and_the_secret_reaches_only_the_contai
     assert secret not in script
 
     with CmdlineWatch(secret, host.dir) as watch:
-        released = results.parse_release(host.run(script, f"API_TOKEN={secret}\nGREETING=hello\n".encode()).stdout.decode())
+        released = results.parse_release(
+            host.run(script, payload(f"API_TOKEN={secret}\nGREETING=hello\n")).stdout.decode())
     assert released.result is results.ReleaseOutcome.RELEASED, released.message
     assert host.get("/") == "revision 1\n"
     assert host.get("/health") == "ok\n"
@@ -282,9 +290,12 @@ def test_good_release_answers_on_the_port_and_the_secret_reaches_only_the_contai
     assert watch.scans > 0 and watch.leaks == []
     assert watch.env_modes == {0o600}
     release_dir = host.dir / host.uid8 / "releases" / "r1"
-    assert not (release_dir / "env").exists()  # the values leave the host's disk with the job
+    # The revision's env file is kept (0600) so a revert runs it exactly as it ran; no other file has the value.
+    assert (release_dir / "env").stat().st_mode & 0o777 == 0o600
+    assert f"API_TOKEN={secret}" in (release_dir / "env").read_text().splitlines()
     for path in release_dir.iterdir():
-        assert secret not in path.read_text(errors="replace"), path
+        if path.name != "env":
+            assert secret not in path.read_text(errors="replace"), path
 
 
 def test_failed_candidate_leaves_old_container_serving(host: Host, app_repo: AppRepo) -> None:
@@ -333,7 +344,7 @@ def test_dropped_connection_then_the_next_call_reads_the_same_job(host: Host, ap
         start_new_session=True,
     )  # fmt: skip
     assert foreground.stdin is not None
-    foreground.stdin.write(b"GREETING=hello\n")
+    foreground.stdin.write(payload("GREETING=hello\n"))
     foreground.stdin.close()
     job_script = str(host.dir / host.uid8 / "releases" / "r1" / "job.sh")
     wait_until(lambda: _processes_running(job_script) != [], 10, "the detached release job runs")
@@ -364,6 +375,87 @@ def test_switch_failure_restores_the_old_container(host: Host, app_repo: AppRepo
     wait_until(lambda: _answers(host), 10, "the restored container answers")
     assert host.get("/") == "revision 1\n"
     assert host.containers() == [host.stable]
+
+
+def test_a_truncated_env_file_starts_nothing(host: Host, app_repo: AppRepo) -> None:
+    assert host.build(app_repo, "r1").ok
+    script = release_script(host.release_params("r1"))
+    cut = payload("API_TOKEN=s3cr3t-value\nGREETING=hello\n")[:-30]  # the connection dropped mid-stream
+    refused = results.parse_release(host.run(script, cut).stdout.decode())
+    assert refused.result is results.ReleaseOutcome.ENV_INCOMPLETE
+    assert host.containers() == []
+    assert not (host.dir / host.uid8 / "releases" / "r1" / "env").exists()
+
+
+def test_a_kept_revision_is_released_with_the_env_it_ran_with_not_the_newest(host: Host, app_repo: AppRepo) -> None:
+    assert host.build(app_repo, "r1").ok
+    assert host.release("r1", "GREETING=one\n").ok
+    assert host.build(app_repo, "r2").ok
+    assert host.release("r2", "GREETING=two\n", keep_images=(host.image("r1"),), keep_revisions=("r1",)).ok
+    assert "GREETING=two" in host.docker("exec", host.stable, "/bin/busybox", "env").splitlines()
+
+    back = host.release("r1", env_from_stdin=False)
+    assert back.result is results.ReleaseOutcome.RELEASED, back.message
+    env = host.docker("exec", host.stable, "/bin/busybox", "env").splitlines()
+    assert "GREETING=one" in env and "GREETING=two" not in env
+    assert host.inspect(host.stable, f'{{{{index .Config.Labels "{docker.LABEL_REVISION}"}}}}') == "r1"
+
+
+def test_a_kept_revision_whose_env_file_is_gone_says_so_and_starts_nothing(host: Host, app_repo: AppRepo) -> None:
+    assert host.build(app_repo, "r1").ok
+    missing = host.release("r1", env_from_stdin=False)
+    assert missing.result is results.ReleaseOutcome.ENV_MISSING
+    assert "no longer keeps the env file" in missing.message
+    assert host.containers() == []
+
+
+def test_a_failed_stop_fails_the_switch_and_the_old_container_keeps_serving(
+        host: Host, app_repo: AppRepo) -> None:
+    assert host.build(app_repo, "good").ok
+    assert host.release("good").ok
+    old_id = host.inspect(host.stable, "{{.Id}}")
+    commit(app_repo)
+    assert host.build(app_repo, "next").ok
+    # The real docker for everything but `docker stop`, which the engine refuses.
+    shim = host.dir / "bin"
+    shim.mkdir()
+    (shim / "docker").write_text('#!/bin/sh\n[ "$1" = stop ] && { echo "cannot stop: refused" >&2; exit 1; }\n'
+                                 f'exec {shutil.which("docker")} "$@"\n')
+    (shim / "docker").chmod(0o755)
+    argv = [a.replace("PATH=/usr/local/bin", f"PATH={shim}:/usr/local/bin") for a in
+            host.argv(release_script(host.release_params("next")))]
+    done = subprocess.run(argv, input=payload(""), capture_output=True, timeout=SCRIPT_TIMEOUT_S, check=True)
+    failed = results.parse_release(done.stdout.decode())
+    assert failed.result is results.ReleaseOutcome.SWITCH_FAILED, failed.message
+    assert "could not stop" in failed.message
+    assert host.inspect(host.stable, "{{.Id}} {{.State.Running}}") == f"{old_id} true"
+    assert host.get("/") == "revision 1\n"
+    assert host.containers() == [host.stable]
+
+
+@pytest.mark.parametrize("verified", [False, True], ids=["unverified", "verified"])
+def test_recovery_after_a_crash_mid_switch_keeps_the_verified_container(
+        host: Host, app_repo: AppRepo, verified: bool) -> None:
+    assert host.build(app_repo, "old").ok
+    assert host.release("old").ok
+    old_id = host.inspect(host.stable, "{{.Id}}")
+    commit(app_repo)
+    assert host.build(app_repo, "new").ok
+    # What a job killed between the new container's start and the end of the switch leaves: the old container
+    # renamed aside and stopped, a new one under the stable name; the marker only if the switch had verified it.
+    host.docker("stop", "--time", "1", host.stable)
+    host.docker("rename", host.stable, docker.aside_name(host.uid8))
+    new_id = host.docker("run", "--detach", "--name", host.stable, "--network", "host", "--label",
+                         f"{docker.LABEL_UID}={host.uid}", "--label", f"{docker.LABEL_REVISION}=new",
+                         "--env", f"PORT={host.port}", host.image("new"))
+    if verified:
+        (host.dir / host.uid8 / "switch-verified").write_text(new_id)
+
+    # Any later job recovers first; this one then stops short (its image is missing) so nothing else changes.
+    assert host.release("never-built").result is results.ReleaseOutcome.IMAGE_MISSING
+    kept = host.inspect(host.stable, "{{.Id}} {{.State.Running}}").split()[0]
+    assert kept == (new_id if verified else old_id)
+    assert docker.aside_name(host.uid8) not in host.containers()
 
 
 def test_release_refuses_to_start_when_the_disk_is_low(host: Host, app_repo: AppRepo) -> None:
@@ -398,14 +490,14 @@ def test_releases_on_one_host_wait_for_the_host_lock(host: Host, app_repo: AppRe
     assert host.release("r1").result is results.ReleaseOutcome.RELEASED
 
 
-def test_prune_keeps_the_images_it_is_told_to_keep(host: Host, app_repo: AppRepo) -> None:
+def test_prune_keeps_the_images_and_env_files_it_is_told_to_keep(host: Host, app_repo: AppRepo) -> None:
     # revisionHistoryLimit 1 plus lastGood r1: each release keeps the revision before it and r1.
     for number, revision in enumerate(["r1", "r2", "r3", "r4"], start=1):
         if number > 1:
             commit(app_repo)
         assert host.build(app_repo, revision).ok
         keep = (host.image(f"r{number - 1}"), host.image("r1"))
-        assert host.release(revision, keep_images=keep).ok
+        assert host.release(revision, keep_images=keep, keep_revisions=(f"r{number - 1}", "r1")).ok
         assert host.get("/") == f"revision {number}\n"
     assert host.images() == [host.image("r1"), host.image("r3"), host.image("r4")]
     assert sorted(path.name for path in (host.dir / host.uid8 / "releases").iterdir()) == ["r1", "r3", "r4"]

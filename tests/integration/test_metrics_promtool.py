@@ -12,8 +12,16 @@ from typing import Any
 import pytest
 import yaml
 
-from deploymind.history.records import PHASES, PROBE_FAILED, PROBE_PASSED, PROBE_UNREACHABLE, RESULT_SUCCEEDED
-from deploymind.metrics import RECONCILE_ERROR, RECONCILE_SUCCEEDED, Metrics
+from deploymind.api.enums import (
+    PHASES,
+    PROBE_FAILED,
+    PROBE_PASSED,
+    PROBE_UNREACHABLE,
+    RECONCILE_ERROR,
+    RECONCILE_SUCCEEDED,
+    RESULT_SUCCEEDED,
+)
+from deploymind.metrics import Metrics
 from world.tools import helm_path
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"

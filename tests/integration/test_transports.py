@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -111,6 +112,55 @@ async def test_a_cancelled_call_leaves_no_process_behind(transport: Transport) -
     with pytest.raises(asyncio.CancelledError):
         await call
     wait_until(lambda: not _processes_with(marker), 10, "the cancelled script's processes are gone")
+
+
+async def _cancel_after(transport: Transport, script: str, delay: float) -> None:
+    call = asyncio.create_task(transport.run(script, timeout=60))
+    await asyncio.sleep(delay)
+    call.cancel()
+    # Waited for, not awaited: a CancelledError caught here could be the test's own bound, and the loop would go on.
+    done, _ = await asyncio.wait({call}, timeout=10)
+    assert done, f"a call cancelled {delay * 1000:.1f} ms after it began is still running 10 s later"
+    assert call.cancelled()
+
+
+async def test_a_local_call_cancelled_while_it_spawns_ends_every_process_and_never_hangs() -> None:
+    # asyncio's own clean-up of a spawn cancelled while it connects the pipes kills only the shell, then waits for
+    # pipes the shell's children hold: 0-5 ms lands in the spawn, in the first read, or before the call starts.
+    marker = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+    transport = LocalTransport()
+    rng = random.Random(marker)
+
+    async def repeatedly() -> None:
+        for _ in range(200):
+            await _cancel_after(transport, f"sleep {marker} & sleep {marker}", rng.uniform(0, 0.005))
+
+    await asyncio.wait_for(repeatedly(), 60)
+    wait_until(lambda: not _processes_with(marker), 10, "every cancelled script's processes are gone")
+
+
+async def test_an_ssh_call_cancelled_while_it_connects_or_starts_ends_every_process_and_never_hangs(sshd: Sshd) -> None:
+    # Each repetition opens its own connection (30 of them, not 200: each costs a handshake). The delays spread
+    # over one whole call from a cold start, so cancellations land while connecting, opening the channel,
+    # starting the command and reading its output.
+    marker = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+    rng = random.Random(marker)
+    started = time.monotonic()
+    cold = _ssh(sshd)
+    assert (await cold.run("true")).ok
+    await cold.close()
+    whole_call = time.monotonic() - started
+
+    async def repeatedly() -> None:
+        for _ in range(30):
+            transport = _ssh(sshd)
+            try:
+                await _cancel_after(transport, f"sleep {marker} & sleep {marker}", rng.uniform(0, whole_call))
+            finally:
+                await transport.close()
+
+    await asyncio.wait_for(repeatedly(), 60)
+    wait_until(lambda: not _processes_with(marker), 10, "every cancelled script's processes are gone")
 
 
 async def test_a_cancelled_local_call_whose_shell_has_exited_still_ends_what_it_left_behind() -> None:

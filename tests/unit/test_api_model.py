@@ -44,7 +44,7 @@ def test_a_minimal_spec_gets_every_default_from_the_model() -> None:
     assert spec.wire() == {
         "source": {"repo": "acme/web", "ref": "main", "pollInterval": "5m"},
         "target": {"transport": "ssm", "instanceId": "i-0123456789abcdef0"},
-        "container": {"port": 8080, "env": []},
+        "container": {"port": 8080, "env": [], "init": True, "stopGracePeriodSeconds": 10},
         "healthCheck": {"path": "/health", "timeoutSeconds": 5, "failureThreshold": 3, "startupTimeoutSeconds": 120},
         "strategy": {"type": "Recreate"},
         "security": {"severityThreshold": "HIGH", "scanners": ["vuln", "secret", "misconfig"], "ignore": []},

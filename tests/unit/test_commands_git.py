@@ -1,4 +1,5 @@
-"""The git command builders produce exactly these argv lists and parse ls-remote output by Git's precedence."""
+"""The git command builders produce exactly these argv lists, the repository URL rules refuse what would borrow the
+operator's own files, SSH identity or a clear-text channel, and ls-remote output is parsed by Git's precedence."""
 
 from __future__ import annotations
 
@@ -10,15 +11,8 @@ SHA_A = "a" * 40
 SHA_B = "b" * 40
 SHA_C = "c" * 40
 
-SAFE = [
-    "-c", "credential.helper=",
-    "-c", "protocol.allow=never",
-    "-c", "protocol.file.allow=always",
-    "-c", "protocol.https.allow=always",
-    "-c", "protocol.http.allow=always",
-    "-c", "protocol.ssh.allow=always",
-    "-c", "protocol.git.allow=always",
-]  # fmt: skip
+# A file:// URL's run may use the file protocol and nothing else.
+SAFE_FILE = ["-c", "credential.helper=", "-c", "protocol.allow=never", "-c", "protocol.file.allow=always"]
 
 
 @pytest.mark.parametrize(
@@ -54,9 +48,77 @@ def test_a_token_inside_an_https_url_is_refused_with_a_pointer_to_the_secret() -
 
 def test_ls_remote_asks_only_for_the_tag_its_peeled_commit_and_the_branch() -> None:
     assert git.ls_remote("file:///r", "main") == [
-        "git", *SAFE, "ls-remote", "--", "file:///r",
+        "git", *SAFE_FILE, "ls-remote", "--", "file:///r",
         "refs/tags/main", "refs/tags/main^{}", "refs/heads/main",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("url", "protocols"),
+    [
+        ("https://github.com/acme/shop.git", ["https"]),
+        ("http://git.example.com/shop.git", ["http", "https"]),  # a redirect may upgrade to https, never downgrade
+        ("ssh://git@git.example.com/shop.git", ["ssh"]),
+        ("git@github.com:acme/shop.git", ["ssh"]),
+        ("git://git.example.com/shop.git", ["git"]),
+        ("/srv/git/shop", ["file"]),
+    ],
+)
+def test_git_may_use_only_the_protocol_the_url_names(url: str, protocols: list[str]) -> None:
+    argv = git.ls_remote(url, "main")
+    settings = [argv[i + 1] for i, arg in enumerate(argv[: argv.index("ls-remote")]) if arg == "-c"]
+    assert settings == ["credential.helper=", "protocol.allow=never", *[f"protocol.{p}.allow=always" for p in protocols]]
+    assert git.protocol(url) == protocols[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "credentials", "allow_file", "says"),
+    [
+        ("file:///srv/git/shop", False, False, "--allow-file-repos"),
+        ("/srv/git/shop", False, False, "--allow-file-repos"),
+        ("ssh://git@git.example.com/shop.git", False, True, "never logs in with its own SSH identity"),
+        ("git@github.com:acme/shop.git", False, True, "never logs in with its own SSH identity"),
+        ("http://git.example.com/shop.git", True, True, "the token would travel unencrypted"),
+    ],
+)
+def test_repository_urls_that_borrow_what_only_the_operator_has_are_refused(
+    url: str, credentials: bool, allow_file: bool, says: str
+) -> None:
+    refusal = git.access_refusal(url, credentials=credentials, allow_file=allow_file)
+    assert refusal is not None
+    assert refusal.startswith(f"spec.source.repo {url} ")
+    assert says in refusal
+
+
+@pytest.mark.parametrize(
+    ("url", "credentials", "allow_file"),
+    [
+        ("https://github.com/acme/shop.git", False, False),
+        ("https://github.com/acme/shop.git", True, False),
+        ("http://git.example.com/shop.git", False, False),
+        ("ssh://git@git.example.com/shop.git", True, False),
+        ("git@github.com:acme/shop.git", True, False),
+        ("file:///srv/git/shop", False, True),
+        ("/srv/git/shop", True, True),
+    ],
+)
+def test_repository_urls_within_the_rules_are_allowed(url: str, credentials: bool, allow_file: bool) -> None:
+    assert git.access_refusal(url, credentials=credentials, allow_file=allow_file) is None
+
+
+def test_ssh_uses_only_the_deploy_key_and_the_operators_repository_host_keys() -> None:
+    hardened = [
+        "ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+        "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=/state/git_known_hosts",
+    ]  # fmt: skip
+    assert git.ssh_command("/tmp/k/id", "/state/git_known_hosts") == [*hardened, "-i", "/tmp/k/id"]
+    assert git.ssh_command(None, "/state/git_known_hosts") == [*hardened, "-o", "PubkeyAuthentication=no"]
+
+
+@pytest.mark.parametrize(("identity", "known_hosts"), [("/tmp/my key", "/k"), (None, "relative"), (None, '/a"b')])
+def test_ssh_refuses_paths_it_would_split(identity: str | None, known_hosts: str) -> None:
+    with pytest.raises(ValueError, match="absolute path"):
+        git.ssh_command(identity, known_hosts)
 
 
 def test_ls_remote_takes_a_full_ref_name_or_head_as_given() -> None:
@@ -66,7 +128,7 @@ def test_ls_remote_takes_a_full_ref_name_or_head_as_given() -> None:
 
 def test_fetch_asks_for_exactly_one_commit_without_history_or_tags() -> None:
     assert git.fetch_commit("/tmp/w", "file:///r", SHA_A) == [
-        "git", *SAFE, "-C", "/tmp/w", "fetch", "--quiet", "--no-tags", "--depth", "1", "--", "file:///r", SHA_A,
+        "git", *SAFE_FILE, "-C", "/tmp/w", "fetch", "--quiet", "--no-tags", "--depth", "1", "--", "file:///r", SHA_A,
     ]  # fmt: skip
 
 

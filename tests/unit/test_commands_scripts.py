@@ -3,6 +3,7 @@ parameter checks; and the parsers of their JSON result lines. (tests/integration
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import shutil
@@ -14,7 +15,7 @@ from deploymind.commands import results, shell
 from deploymind.commands.build import BuildParams, build_script, image_present_script
 from deploymind.commands.cleanup import CleanupParams, cleanup_script
 from deploymind.commands.health import HealthParams, health_script, restart_script
-from deploymind.commands.release import ReleaseParams, release_script
+from deploymind.commands.release import ReleaseParams, env_payload, release_script
 
 UID = "0123abcd-ef45-6789-aaaa-bbbbccccdddd"
 RELEASE = ReleaseParams(
@@ -85,7 +86,10 @@ def test_release_header_is_exactly_the_parameters() -> None:
         "health_path=/health\n"
         "probe_timeout=5\n"
         "startup_timeout=120\n"
-        "poll_interval=1\n"
+        "poll_interval_ms=1000\n"
+        "poll_min_ms=100\n"
+        "env_from_stdin=1\n"
+        "scrub_min_length=12\n"
         "min_free_mb=500\n"
         "lock_timeout=600\n"
         "host_dir=/var/lib/deploymind\n"
@@ -93,17 +97,22 @@ def test_release_header_is_exactly_the_parameters() -> None:
         "releases_dir=/var/lib/deploymind/0123abcd/releases\n"
         "rel_dir=/var/lib/deploymind/0123abcd/releases/1a2b3c4d5e6f-9z8y7x6w\n"
         "env_file=/var/lib/deploymind/0123abcd/releases/1a2b3c4d5e6f-9z8y7x6w/env\n"
+        "secret_names_file=/var/lib/deploymind/0123abcd/releases/1a2b3c4d5e6f-9z8y7x6w/secret-names\n"
+        "verified_file=/var/lib/deploymind/0123abcd/switch-verified\n"
         "result_file=/var/lib/deploymind/0123abcd/releases/1a2b3c4d5e6f-9z8y7x6w/result.json\n"
         "stable=dm-0123abcd\n"
         "candidate=dm-0123abcd-1a2b3c4d5e6f-9z8y7x6w\n"
         "aside=dm-0123abcd-previous\n"
         "keep_images=(deploymind/0123abcd:old)\n"
+        "keep_revisions=()\n"
+        "secret_env_names=()\n"
     )
     assert (
         "# uses $cport and $env_file\n"
         "dm_run_candidate() {\n"
         "  docker run --detach --name dm-0123abcd-1a2b3c4d5e6f-9z8y7x6w --network host --restart unless-stopped "
-        "--log-driver json-file --log-opt max-size=10m --log-opt max-file=2 "
+        "--stop-timeout 10 --log-driver json-file --log-opt max-size=10m --log-opt max-file=2 "
+        "--security-opt no-new-privileges --cap-drop NET_RAW --init "
         f"--label deploymind.io/uid={UID} --label deploymind.io/namespace=shop --label deploymind.io/name=web "
         "--label deploymind.io/revision=1a2b3c4d5e6f-9z8y7x6w --label deploymind.io/role=candidate "
         '--env-file "${env_file}" --env PORT="${cport}" deploymind/0123abcd:1a2b3c4d5e6f-9z8y7x6w\n'
@@ -114,9 +123,17 @@ def test_release_header_is_exactly_the_parameters() -> None:
 
 def test_the_release_script_carries_no_env_and_reads_it_from_stdin_only() -> None:
     text = inner(release_script(RELEASE))
-    # The only writer of the env file is `cat` from stdin, in the foreground part.
-    assert 'cat > "$env_file"' in text
+    # The only writer of the env file is `cat` from stdin (checked against its trailer), in the foreground part.
+    assert 'cat > "$tmp"' in text and 'mv -f -- "$env_file.body" "$env_file"' in text
     assert "--env-file" in text and "-e " not in text.replace("--env-file", "")
+
+
+def test_the_env_payload_ends_with_its_length_and_digest_and_the_script_text_has_neither() -> None:
+    payload = env_payload({"B": "2", "A": "s3cret"})
+    body = b"A=s3cret\nB=2\n"
+    assert payload == body + f"#deploymind-env bytes={len(body)} sha256={hashlib.sha256(body).hexdigest()}\n".encode()
+    text = release_script(RELEASE)
+    assert hashlib.sha256(body).hexdigest() not in text and "s3cret" not in text
 
 
 def test_build_header_and_command() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploymind.sandbox.cel import CelRuleError, RuleSet
+from deploymind.sandbox.kube.cel import CelRuleError, RuleSet
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from deploymind.sandbox import protobuf
-from deploymind.sandbox.protobuf import ProtobufError
+from deploymind.sandbox.kube import protobuf
+from deploymind.sandbox.kube.protobuf import ProtobufError
 
 
 def varint(value: int) -> bytes:

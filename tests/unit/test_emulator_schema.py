@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from deploymind.sandbox import api_errors, schema
-from deploymind.sandbox.admission import STRICT, WARN, admit
-from deploymind.sandbox.api_errors import ApiError
-from deploymind.sandbox.field_errors import required
-from deploymind.sandbox.resources import from_crd
+from deploymind.sandbox.kube import api_errors, schema
+from deploymind.sandbox.kube.admission import STRICT, WARN, admit
+from deploymind.sandbox.kube.api_errors import ApiError
+from deploymind.sandbox.kube.field_errors import required
+from deploymind.sandbox.kube.resources import from_crd
 
 SPEC: dict[str, Any] = {
     "type": "object",

@@ -1,4 +1,4 @@
-"""GET /history/{namespace}/{name}: JSON newest first, JSON errors, read-only; served over real HTTP."""
+"""GET /history/{namespace}/{name}[?revision=R]: JSON newest first, JSON errors, read-only; served over real HTTP."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from deploymind.history.http import add_history_routes
-from deploymind.history.records import (
+from deploymind.api.enums import (
     RESULT_FAILED,
     RESULT_ROLLED_BACK,
     RESULT_SUCCEEDED,
@@ -19,6 +18,10 @@ from deploymind.history.records import (
     STEP_SUCCEEDED,
     TRIGGER_MANUAL,
     TRIGGER_SPEC_CHANGE,
+)
+from deploymind.history.http import add_history_routes
+from deploymind.history.records import (
+    CandidateLogs,
     Revert,
     RolloutAttempt,
     ScanSummary,
@@ -98,6 +101,13 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[web.Request, web.Ap
                 status=STEP_FAILED,
                 reason="CandidateUnhealthy",
                 started_at=T0 + timedelta(hours=1),
+            ),
+            CandidateLogs(
+                uid="u-1",
+                revision=second.revision,
+                attempt_id=second.id,
+                lines=("starting on :8080", "fatal: cannot open /data/db"),
+                at=T0 + timedelta(hours=1, minutes=1),
             ),
             Revert(
                 uid="u-1",
@@ -187,3 +197,44 @@ async def test_a_database_that_does_not_answer_gives_503_json(unused_tcp_port: i
         assert (await response.json())["reason"] == "HistoryUnavailable"
     finally:
         await client.close()
+
+
+async def test_one_revision_answers_its_attempts_steps_reverts_and_last_log_lines(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    response = await client.get("/history/shop/web", params={"revision": "bbbbbbbbbbbb-22222222"})
+
+    assert response.status == 200
+    body = await response.json()
+    assert body["revision"] == "bbbbbbbbbbbb-22222222"
+    [attempt] = body["rollouts"]
+    assert (attempt["revision"], attempt["result"]) == ("bbbbbbbbbbbb-22222222", RESULT_ROLLED_BACK)
+    assert [(s["step"], s["status"]) for s in attempt["steps"]] == [("health", "Failed")]
+    assert [r["fromRevision"] for r in body["reverts"]] == ["bbbbbbbbbbbb-22222222"]
+    assert body["logs"] == [
+        {
+            "uid": "u-1",
+            "attemptId": attempt["id"],
+            "revision": "bbbbbbbbbbbb-22222222",
+            "lines": ["starting on :8080", "fatal: cannot open /data/db"],
+            "at": "2025-03-01T10:01:00Z",
+        }
+    ]
+    # the object's list view stays small: log lines are read one revision at a time
+    assert "fatal: cannot open" not in await (await client.get("/history/shop/web")).text()
+
+
+async def test_a_revision_never_released_answers_404_json(client: TestClient[web.Request, web.Application]) -> None:
+    response = await client.get("/history/shop/web", params={"revision": "cccccccccccc-33333333"})
+
+    assert response.status == 404
+    refusal = await response.json()
+    assert refusal["reason"] == "NotFound" and "deploymind history web -n shop" in refusal["message"]
+
+
+@pytest.mark.parametrize("revision", ["", "r" * 513])
+async def test_a_bad_revision_answers_400_json(client: TestClient[web.Request, web.Application], revision: str) -> None:
+    response = await client.get("/history/shop/web", params={"revision": revision})
+
+    assert response.status == 400
+    assert (await response.json())["reason"] == "InvalidRevision"

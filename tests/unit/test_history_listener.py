@@ -62,3 +62,33 @@ async def test_a_rollout_and_a_revert_told_through_hooks_leave_rows_and_metrics(
     assert sample("deploymind_reconcile_total", {"result": "Succeeded"}) == 1
     assert sample("deploymind_transport_errors_total", {"transport": "ssh", "reason": "TargetUnreachable"}) == 1
     assert sample("deploymind_reverts_total", {"namespace": "shop", "name": "web"}) is None  # forgotten on delete
+
+
+async def test_a_refused_releases_log_lines_are_kept_with_the_attempt_that_released_that_revision(
+    tmp_path: Path,
+) -> None:
+    metrics = Metrics()
+    recorder = HistoryRecorder(HistoryStore(f"sqlite:///{tmp_path}/h.sqlite3"), metrics)
+    recorder.start()
+    listen = HistoryListener(recorder, metrics)
+    obj = {"namespace": "shop", "name": "web", "uid": "uid-web"}
+    bad, good = "badbadbadbad-11111111", "goodgoodgood-22222222"
+
+    listen("rollout_started", {**obj, "trigger": "SpecChange", "revision": bad, "generation": 2})
+    listen("candidate_logs", {"uid": "uid-web", "revision": bad, "lines": ("booting", "panic: no DATABASE_URL")})
+    listen("rollout_finished", {**obj, "revision": bad, "result": "Failed", "reason": "RevisionQuarantined",
+                                "seconds": 16.0})
+    # a revert releases without an attempt of its own: its lines stand by revision alone
+    listen("candidate_logs", {"uid": "uid-web", "revision": good, "lines": ["disk full"]})
+    listen("candidate_logs", {"uid": "uid-web", "revision": good, "lines": []})
+    assert await recorder.wait_flushed(within=10)
+    await recorder.stop()
+
+    refused = recorder.store.revision_history("shop", "web", bad)
+    assert refused is not None
+    [attempt] = refused.rollouts
+    [logs] = refused.logs
+    assert (logs.lines, logs.attempt_id) == (("booting", "panic: no DATABASE_URL"), attempt.attempt.id)
+    reverted_to = recorder.store.revision_history("shop", "web", good)
+    assert reverted_to is not None
+    assert [(entry.lines, entry.attempt_id) for entry in reverted_to.logs] == [(("disk full",), "")]

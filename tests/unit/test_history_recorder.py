@@ -13,12 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from deploymind.api.enums import RESULT_SUCCEEDED, STEP_SUCCEEDED, TRIGGER_WEBHOOK
 from deploymind.history.config import HistorySettings
 from deploymind.history.recorder import HistoryRecorder
 from deploymind.history.records import (
-    RESULT_SUCCEEDED,
-    STEP_SUCCEEDED,
-    TRIGGER_WEBHOOK,
     Revert,
     RolloutAttempt,
     StepTransition,

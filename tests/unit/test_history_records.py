@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from deploymind.api.enums import RESULT_FAILED, TRIGGER_SPEC_CHANGE
 from deploymind.history.config import HistoryConfigError, HistorySettings
 from deploymind.history.envkey import EnvKeyError, load_or_create_key
 from deploymind.history.records import (
-    RESULT_FAILED,
-    TRIGGER_SPEC_CHANGE,
+    MAX_LOG_LINE_CHARS,
+    MAX_LOG_LINES,
+    CandidateLogs,
     RolloutAttempt,
     StepTransition,
     env_fingerprint,
@@ -90,6 +92,17 @@ def test_step_duration_is_unknown_until_the_step_finishes() -> None:
 
     assert running.duration_seconds is None
     assert done.duration_seconds == 3.0
+
+
+def test_a_refused_candidates_log_keeps_its_last_50_lines_each_cut_to_2000_characters() -> None:
+    lines = [f"line {n}" for n in range(80)] + ["x" * 5_000, "the last line"]
+
+    logs = CandidateLogs(uid="u", revision="r", lines=tuple(lines))
+
+    assert (MAX_LOG_LINES, MAX_LOG_LINE_CHARS) == (50, 2_000)
+    assert len(logs.lines) == 50
+    assert logs.lines[0] == "line 32" and logs.lines[-1] == "the last line"
+    assert len(logs.lines[-2]) == 2_000 and logs.lines[-2].endswith("…")
 
 
 def test_database_defaults_to_a_sqlite_file_in_the_state_dir(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploymind.history.records import PHASES, PROBE_FAILED, PROBE_PASSED, RESULT_ROLLED_BACK
-from deploymind.metrics import RECONCILE_SUCCEEDED, Metrics, metrics_handler
+from deploymind.api.enums import PHASES, PROBE_FAILED, PROBE_PASSED, RECONCILE_SUCCEEDED, RESULT_ROLLED_BACK
+from deploymind.metrics import Metrics, metrics_handler
 
 
 def value(metrics: Metrics, sample: str, /, **labels: str) -> float | None:

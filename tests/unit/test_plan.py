@@ -5,14 +5,24 @@ from __future__ import annotations
 import pytest
 
 from deploymind.api import reasons
+from deploymind.api.spec import DeploymentSpec
 from deploymind.api.status import DeploymentStatus, FailedRevision, HistoryEntry, Revision, RevisionRef
-from deploymind.controller.plan import RETRY, ROLLBACK_TO, plan
+from deploymind.controller import plan as planning
+from deploymind.controller.plan import RETRY, ROLLBACK_TO, Plan
 from deploymind.steps.context import Desired
 from deploymind.steps.errors import Stalled
 
 OLD = Desired(revision="aaaaaaaaaaaa-11111111", image="deploymind/0123abcd:aaaaaaaaaaaa-11111111", commit="a" * 40)
 NEW = Desired(revision="bbbbbbbbbbbb-22222222", image="deploymind/0123abcd:bbbbbbbbbbbb-22222222", commit="b" * 40)
 NEWER = Desired(revision="cccccccccccc-33333333", image="deploymind/0123abcd:cccccccccccc-33333333", commit="c" * 40)
+
+
+SPEC = DeploymentSpec.model_validate({"source": {"repo": "acme/app"}, "target": {"transport": "local"}})
+
+
+def plan(status: DeploymentStatus, annotations: dict[str, str], desired: Desired, *, redeploy: bool,
+         generation: int = 1) -> Plan:
+    return planning.plan(status, annotations, desired, redeploy, SPEC, generation=generation)
 
 
 def running(current: Desired, *, last_good: Desired | None = None, failed: Desired | None = None) -> DeploymentStatus:
@@ -55,28 +65,37 @@ def test_a_retry_token_lifts_the_quarantine_once() -> None:
         plan(status, {RETRY: "t1"}, NEW, redeploy=False)
 
 
-def test_rollback_to_pins_a_kept_revision_until_the_spec_names_a_new_one() -> None:
+def test_rollback_to_pins_a_kept_revision_until_the_spec_changes() -> None:
     status = running(NEW, last_good=OLD)
     p = plan(status, {ROLLBACK_TO: OLD.revision}, NEW, redeploy=False)
     assert (p.target.revision, p.pinned, p.release) == (OLD.revision, True, True)
+    assert p.target.kept, "a pinned revision runs exactly as it ran: its own env file and container settings"
     assert status.rollback_to is not None and status.rollback_to.active
     # a resync with the same spec keeps the pin
     assert plan(status, {ROLLBACK_TO: OLD.revision}, NEW, redeploy=False).target.revision == OLD.revision
-    # a new revision in the spec releases it
-    p = plan(status, {ROLLBACK_TO: OLD.revision}, NEWER, redeploy=False)
+    # a change of the spec (a new generation) releases it
+    p = plan(status, {ROLLBACK_TO: OLD.revision}, NEWER, redeploy=False, generation=2)
     assert (p.target.revision, p.pinned) == (NEWER.revision, False)
     assert not status.rollback_to.active
+
+
+def test_a_new_commit_on_the_branch_does_not_lift_a_rollback_to_pin() -> None:
+    status = running(NEW, last_good=OLD)
+    plan(status, {ROLLBACK_TO: OLD.revision}, NEW, redeploy=False)
+    # same generation, but the branch moved on: the spec resolves to another revision
+    p = plan(status, {ROLLBACK_TO: OLD.revision}, NEWER, redeploy=False)
+    assert (p.target.revision, p.pinned) == (OLD.revision, True)
 
 
 def test_removing_the_rollback_to_annotation_forgets_the_pin_so_the_same_value_pins_again() -> None:
     status = running(NEW, last_good=OLD)
     plan(status, {ROLLBACK_TO: OLD.revision}, NEW, redeploy=False)
-    plan(status, {ROLLBACK_TO: OLD.revision}, NEWER, redeploy=False)  # released by a new revision in the spec
+    plan(status, {ROLLBACK_TO: OLD.revision}, NEWER, redeploy=False, generation=2)  # released by a spec change
     assert status.rollback_to is not None and not status.rollback_to.active
 
-    assert plan(status, {}, NEWER, redeploy=False).target.revision == NEWER.revision
+    assert plan(status, {}, NEWER, redeploy=False, generation=2).target.revision == NEWER.revision
     assert status.rollback_to is None
-    p = plan(status, {ROLLBACK_TO: OLD.revision}, NEWER, redeploy=False)
+    p = plan(status, {ROLLBACK_TO: OLD.revision}, NEWER, redeploy=False, generation=2)
     assert (p.target.revision, p.pinned) == (OLD.revision, True)
 
 

@@ -10,6 +10,8 @@ from deploymind.api.spec import DeploymentSpec
 from deploymind.steps.revision import config_hash, image_base, revision_id
 
 KEY = b"k" * 32
+# config_hash(spec(), {"PIN": "1234"}, KEY) as operators before container.init and stopGracePeriodSeconds computed it.
+PINNED_DEFAULT_HASH = "fe46ca283f1ad0221fac41482904ebda00e33d22bc3ec50b16ee27fa15649c9e"
 
 
 def spec(**overrides: Any) -> DeploymentSpec:
@@ -42,3 +44,18 @@ def test_without_the_key_a_guessed_secret_value_cannot_be_checked_against_a_revi
 def test_a_prebuilt_image_is_identified_by_its_digest_when_pinned() -> None:
     assert image_base("registry.example/app@sha256:" + "f" * 64) == "f" * 64
     assert image_base("registry.example/app:1.2") != image_base("registry.example/app:1.3")
+
+
+def test_init_and_stop_grace_change_the_hash_only_away_from_their_defaults() -> None:
+    base = config_hash(spec(), {"PIN": "1234"}, KEY)
+    # Stated defaults hash as an object written before these fields existed: an operator upgrade redeploys nothing.
+    assert config_hash(spec(container={"port": 8080, "init": True, "stopGracePeriodSeconds": 10}),
+                       {"PIN": "1234"}, KEY) == base
+    no_init = config_hash(spec(container={"port": 8080, "init": False}), {"PIN": "1234"}, KEY)
+    grace = config_hash(spec(container={"port": 8080, "stopGracePeriodSeconds": 0}), {"PIN": "1234"}, KEY)
+    assert len({base, no_init, grace}) == 3
+
+
+def test_the_config_hash_of_a_default_spec_is_unchanged_by_operator_upgrades() -> None:
+    # Pinned: a changed hash input for default specs would give every existing revision a new id and redeploy it.
+    assert config_hash(spec(), {"PIN": "1234"}, KEY) == PINNED_DEFAULT_HASH

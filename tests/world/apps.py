@@ -4,12 +4,14 @@ The app is `FROM scratch` plus Debian's static busybox: `busybox httpd` serves /
 non-root user, and /health answers 200 while the file /www/health exists. A revision's behaviour is baked into
 its commit (as DeployMind deploys commits): healthy, unhealthy from the start, or degrading: healthy until it is
 told to fail (`GET /cgi-bin/fail`, as a test does at the moment it chooses) or, when given a delay, until that
-many seconds after it started. The health file stays deleted across a container restart.
+many seconds after it started. The health file stays deleted across a container restart. `GET /cgi-bin/env`
+answers `MODE=<its $MODE>`.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import urllib.request
@@ -48,6 +50,12 @@ FAIL_CGI = """\
 #!/bin/busybox sh
 /bin/busybox rm -f /www/health
 /bin/busybox printf 'Content-Type: text/plain\\r\\n\\r\\nfailing from now on\\n'
+"""
+
+# Every revision answers GET /cgi-bin/env with the MODE it was started with: a test tells env values apart.
+ENV_CGI = """\
+#!/bin/busybox sh
+/bin/busybox printf 'Content-Type: text/plain\\r\\n\\r\\nMODE=%s\\n' "$MODE"
 """
 
 _GIT_IDENTITY = {
@@ -90,11 +98,12 @@ class AppRepo:
         return self.git("rev-parse", "HEAD")
 
     def commit_revision(self, health: Health = Health.HEALTHY, fail_after: int | None = None,
-                        body: str | None = None) -> str:
+                        body: str | None = None, log_line: str | None = None) -> str:
         """Commit a revision of the app that behaves as `health` says; return its commit SHA.
 
         `body` is served at / (defaults to a text naming the revision number) so tests can tell revisions apart.
         A DEGRADING revision fails once `fail_health` asks it to, or by itself `fail_after` seconds after it started.
+        `log_line` is printed to the container's log when it starts.
         """
         number = int(self.git("rev-list", "--count", "--all")) + 1
         www = self.path / "www"
@@ -106,13 +115,17 @@ class AppRepo:
         else:
             health_file.write_text("ok\n")
         cgi = www / "cgi-bin" / "fail"
+        cgi.parent.mkdir(exist_ok=True)
+        (cgi.parent / "env").write_text(ENV_CGI)
+        (cgi.parent / "env").chmod(0o755)
         if health is Health.DEGRADING:
-            cgi.parent.mkdir(exist_ok=True)
             cgi.write_text(FAIL_CGI)
             cgi.chmod(0o755)
         else:
             cgi.unlink(missing_ok=True)
         degrade = DEGRADE.format(after=fail_after) if health is Health.DEGRADING and fail_after is not None else ""
+        if log_line is not None:
+            degrade = f"/bin/busybox echo {shlex.quote(log_line)}\n{degrade}"
         (self.path / "start.sh").write_text(
             START_SCRIPT.format(comment=f"Revision {number}: {health.value}.", degrade=degrade, port=DEFAULT_PORT)
         )
@@ -167,3 +180,13 @@ def build_image(context: Path, tag: str, docker_env: dict[str, str], timeout: fl
     )
     if done.returncode != 0:
         raise WorldError("ImageBuildFailed", f"docker build of {context} as {tag}: {done.stderr.strip()}")
+
+
+def env_mode(port: int, timeout: float = 2.0) -> str | None:
+    """What `GET /cgi-bin/env` of the app on `port` says its MODE is (None when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/cgi-bin/env", timeout=timeout) as answer:
+            text: str = answer.read().decode().strip()
+    except OSError:
+        return None
+    return text.removeprefix("MODE=")

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from deploymind.sandbox.apiserver import ApiServer
-from deploymind.sandbox.emulator import RealisticEmulator
+from deploymind.sandbox.kube.apiserver import ApiServer
+from deploymind.sandbox.kube.emulator import RealisticEmulator
 
 CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
 

@@ -63,11 +63,19 @@ class Outcome:
     waiting_message: str = ""
     suspended: bool = False
     baking: bool = False
+    retrying: bool = False
+    """The current generation's rollout failed and is retried (`waiting_reason` says why): it is not done, so
+    Ready is False and Reconciling True, whatever the running revision's health."""
 
 
 def summarize(conds: Conditions, outcome: Outcome) -> Phase:
     """Set Ready, Reconciling and Stalled from the step conditions and the outcome; return the derived phase."""
-    if outcome.in_progress:
+    retry = outcome.retrying and bool(outcome.waiting_reason) and not outcome.stalled_reason
+    if retry:
+        # One reason for the whole retry, in progress or between attempts: no condition flips, no Event pairs.
+        conds.set(ConditionType.RECONCILING, T, reasons.PROGRESSING_WITH_RETRY,
+                  f"retrying: {outcome.waiting_message}")
+    elif outcome.in_progress:
         conds.set(ConditionType.RECONCILING, T, reasons.PROGRESSING, "a rollout is in progress")
     else:
         conds.remove(ConditionType.RECONCILING)
@@ -84,6 +92,9 @@ def summarize(conds: Conditions, outcome: Outcome) -> Phase:
     elif outcome.stalled_reason:
         phase = PHASE_BY_REASON.get(outcome.stalled_reason, Phase.FAILED)
         ready = (F, outcome.stalled_reason, outcome.stalled_message)
+    elif retry:
+        phase = _progress_phase(conds) if outcome.in_progress or not released else Phase.DEGRADED
+        ready = (F, outcome.waiting_reason or reasons.PROGRESSING_WITH_RETRY, outcome.waiting_message)
     elif outcome.in_progress:
         phase = _progress_phase(conds)
         ready = (F, reasons.PROGRESSING, "a rollout is in progress")

@@ -33,6 +33,8 @@ SSM_MIN_PERIOD_SECONDS = 30
 SSM_DEFAULT_PERIOD_SECONDS = 60
 DEFAULT_PERIOD_SECONDS = 10
 RESERVED_ENV = "PORT"
+# Docker's own default stop timeout.
+DEFAULT_STOP_GRACE_SECONDS = 10
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -237,6 +239,13 @@ class Container(ApiModel):
     """Environment variables; names are unique."""
     resources: Resources | None = None
     """Memory and CPU limits."""
+    init: bool = True
+    """Run Docker's init (tini, `docker run --init`) as PID 1 in front of the app. It forwards signals and reaps
+    zombie processes, so an app that ignores SIGTERM as PID 1 (busybox httpd, most shell entrypoints) still stops at
+    once. Set false when the image brings its own init."""
+    stop_grace_period_seconds: int = Field(default=DEFAULT_STOP_GRACE_SECONDS, ge=0, le=3600)
+    """Seconds the app gets to exit after SIGTERM before it is killed: when a switch stops the old container, at a
+    restart, and when Docker itself stops it (engine shutdown). A delete removes the app at once."""
 
     rules = (
         Rule(
@@ -332,7 +341,7 @@ class DeploymentSpec(ApiModel):
     target: Target
     """The host."""
     container: Container = Field(default_factory=Container)
-    """Port, environment and limits of the container."""
+    """Port, environment, limits, init and stop grace of the container."""
     health_check: HealthCheck = Field(default_factory=HealthCheck)
     """The health probe."""
     strategy: Strategy = Field(default_factory=Strategy)

@@ -75,6 +75,22 @@ class Condition(StatusModel):
     """The generation this condition was computed for."""
 
 
+class RunRecord(StatusModel):
+    """How a revision's container runs, as its release started it. A revert or `rollback-to` runs the revision
+    exactly so; its resolved env file is kept on the host next to its image (mode 0600), never here."""
+
+    port: int = Field(ge=1, le=65535)
+    """The port the stable container listens on ($PORT); health ticks probe it."""
+    memory: str | None = None
+    """Memory limit, as Docker takes it."""
+    cpus: float | None = None
+    """CPU limit in cores."""
+    init: bool = True
+    """Started with Docker's init as PID 1."""
+    stop_grace_period_seconds: int = 10
+    """Seconds a stop waits before docker kills the app."""
+
+
 class Revision(StatusModel):
     """The revision running on the host."""
 
@@ -86,12 +102,17 @@ class Revision(StatusModel):
     digest: str | None = None
     """Tree digest (sha256 of the source tarball) or image digest."""
     deployed_at: str | None = None
+    run: RunRecord | None = None
+    """How it runs (absent in a status written before revisions kept this: then the spec's container settings)."""
 
 
 class RevisionRef(StatusModel):
     id: str
     commit: str | None = None
     image: str
+    digest: str | None = None
+    run: RunRecord | None = None
+    """How it ran, so a revert runs it the same way."""
 
 
 class FailedRevision(StatusModel):
@@ -113,6 +134,11 @@ class HistoryEntry(StatusModel):
     deployed_at: str
     result: str
     """Released, RolledBack, …"""
+    digest: str | None = None
+    run: RunRecord | None = None
+    """How it ran, so a revert or `rollback-to` runs it the same way."""
+    passed_every_probe: bool = True
+    """No health probe failed while it ran: with no last good revision yet, a revert may go back to it."""
 
 
 class TargetStatus(StatusModel):
@@ -144,9 +170,26 @@ class RollbackPin(StatusModel):
     revision: str | None = None
     """The revision it resolved to."""
     spec_revision: str | None = None
-    """The revision the spec named when the pin was set; a different one releases the pin."""
+    """The revision the spec named when the pin was set."""
+    generation: int | None = None
+    """The spec's generation when the pin was set: only a change of the spec itself releases the pin (a new
+    commit on the branch does not)."""
     active: bool = True
-    """False once released by a spec naming a new revision."""
+    """False once released by a change of the spec."""
+
+
+class RevertIntent(StatusModel):
+    """A revert that was decided and written down before the host was asked: finished on the next tick, after a
+    crash or a dropped connection too, and never undone by a drift repair."""
+
+    from_revision: str
+    """The revision that failed its health checks (quarantined)."""
+    to: HistoryEntry
+    """The revision being put back, as it ran."""
+    message: str
+    """Why: the failing probes."""
+    at: str
+    """When it was decided (also names its host job)."""
 
 
 class DeploymentStatus(StatusModel):
@@ -168,6 +211,11 @@ class DeploymentStatus(StatusModel):
     """The pin set by `deploymind.io/rollback-to`, held until the spec names a new revision."""
     bake_started_at: str | None = None
     """When the running revision started its bake window; cleared when it becomes last good."""
+    baked_seconds: int | None = None
+    """Seconds of the bake window actually observed healthy so far (gaps while the host was unreachable or the
+    operator down do not count); saved every little while, so a restart loses at most one step of it."""
+    revert: RevertIntent | None = None
+    """A revert in progress (written before the host job runs)."""
     desired_revision: str | None = None
     """The revision the spec resolves to (what the controller is driving toward)."""
     handled_retry: str | None = None

@@ -1,5 +1,6 @@
 """The build script (DESIGN §3.3): build the image on the host from exactly the context tarball the source
-step produced, streamed on stdin and checked against its sha256 there; skipped when the host has the image.
+step produced, streamed on stdin and checked against its sha256 there; skipped when the host has the image. A tree
+with a symlink, build context or Dockerfile that leads outside it is refused (UnsafeSource) before docker sees it.
 
 Also the cheap "is the image there?" check, so a controller can skip the upload. `parse_build` and
 `parse_image_presence` (commands.results) read the JSON lines.

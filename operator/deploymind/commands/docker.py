@@ -24,9 +24,12 @@ ROLE_CANDIDATE = "candidate"
 
 IMAGE_REPOSITORY = "deploymind/{uid8}"
 
-# A stopped app gets this long to exit before docker kills it: enough for a clean shutdown, short enough
-# that a Recreate switch stays a few seconds of downtime.
+# A stopped app gets this long to exit before docker kills it (docker's own default; the spec's
+# container.stopGracePeriodSeconds). With an init as PID 1 an app that ignores SIGTERM still exits at once.
 STOP_TIMEOUT_S = 10
+# Taken from every app container: raw sockets (ping, packet crafting and ARP/ICMP spoofing on the host's
+# network, which host networking shares). No app serving HTTP needs them.
+DROPPED_CAPABILITIES = ("NET_RAW",)
 # Bounded container logs: docker keeps at most this many files of `log_max_size` each.
 LOG_MAX_FILES = 2
 
@@ -96,20 +99,30 @@ class RunSpec:
     memory: str | None = None
     cpus: str | None = None
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    init: bool = True
+    stop_grace_s: int = STOP_TIMEOUT_S
 
 
 def run(spec: RunSpec, *, name: Word, port: Word, env_file: Word, role: str) -> list[Word]:
     """`docker run` of an app container: host networking, PORT last (it wins over the env file), restarts
-    unless stopped, bounded json-file logs."""
+    unless stopped, bounded json-file logs, no raw sockets, no privilege gain through setuid binaries, and an
+    init as PID 1 unless the spec turns it off. The stop timeout is the container's own, so docker's restarts
+    and an engine shutdown give the app the same grace as DeployMind's stops."""
     argv: list[Word] = [
         "docker", "run", "--detach",
         "--name", name,
         "--network", "host",
         "--restart", "unless-stopped",
+        "--stop-timeout", str(spec.stop_grace_s),
         "--log-driver", "json-file",
         "--log-opt", f"max-size={spec.log_max_size}",
         "--log-opt", f"max-file={LOG_MAX_FILES}",
+        "--security-opt", "no-new-privileges",
     ]  # fmt: skip
+    for capability in DROPPED_CAPABILITIES:
+        argv += ["--cap-drop", capability]
+    # Said either way: a host whose daemon.json sets `"init": true` would otherwise add one the spec turned off.
+    argv.append("--init" if spec.init else "--init=false")
     labels = {**spec.labels.as_dict(), LABEL_ROLE: role, **spec.extra_labels}
     for key, value in labels.items():
         argv += ["--label", f"{key}={value}"]
@@ -150,16 +163,18 @@ def root_dir() -> list[Word]:
     return ["docker", "info", "--format", "{{.DockerRootDir}}"]
 
 
-def stop(container: Word, timeout_s: int = STOP_TIMEOUT_S) -> list[Word]:
-    return ["docker", "stop", "--time", str(timeout_s), container]
+def stop(container: Word, grace_s: int) -> list[Word]:
+    """SIGTERM, then SIGKILL after `grace_s` seconds."""
+    return ["docker", "stop", "--time", str(grace_s), container]
 
 
 def start(container: Word) -> list[Word]:
     return ["docker", "start", container]
 
 
-def restart(container: Word, timeout_s: int = STOP_TIMEOUT_S) -> list[Word]:
-    return ["docker", "restart", "--time", str(timeout_s), container]
+def restart(container: Word, grace_s: int) -> list[Word]:
+    """Stop as `stop` does, then start again."""
+    return ["docker", "restart", "--time", str(grace_s), container]
 
 
 def rename(container: Word, new_name: Word) -> list[Word]:

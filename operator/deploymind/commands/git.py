@@ -1,8 +1,9 @@
-"""Git commands as data: argv lists for resolving a ref and turning one commit into a tarball, and the pure
-parsing of their output. No I/O here; `steps/gitfetch.py` runs them.
+"""Git commands as data: argv lists for resolving a ref and turning one commit into a tarball, the rules for
+which repository URLs the operator fetches from, and the pure parsing of Git's output. No I/O here;
+`steps/gitfetch.py` runs them.
 
 Every argv starts with `git -c …` settings that make a run independent of the operator's own Git
-configuration (no stored credentials, no interactive prompts, only well-known protocols), and passes the
+configuration (no stored credentials, no interactive prompts, only the protocol the URL names), and passes the
 repository after `--` so a URL can never be read as an option.
 """
 
@@ -19,17 +20,12 @@ _URL = re.compile(r"^(https?|ssh|git|file)://\S+$")
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:\S+$")
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
-# Settings for every git run: ignore credential helpers (the token comes only through GIT_ASKPASS),
-# and refuse exotic transports such as `ext::` that would run arbitrary commands.
-_SAFE_CONFIG = (
-    "-c", "credential.helper=",
-    "-c", "protocol.allow=never",
-    "-c", "protocol.file.allow=always",
-    "-c", "protocol.https.allow=always",
-    "-c", "protocol.http.allow=always",
-    "-c", "protocol.ssh.allow=always",
-    "-c", "protocol.git.allow=always",
-)  # fmt: skip
+ALLOW_FILE_FLAG = "--allow-file-repos"
+# The protocols Git may use to fetch a URL of each kind: plain http may be redirected to https, never the other
+# way round, and nothing else (`ext::`, or `file` behind an https URL's back) is ever allowed.
+_PROTOCOLS = {"https": ("https",), "http": ("http", "https"), "ssh": ("ssh",), "git": ("git",), "file": ("file",)}
+# A path handed to ssh inside an `-o` option, where ssh would split it at whitespace or quotes.
+_SSH_OPTION_PATH = re.compile(r"^/[^\s\"']+$")
 
 
 def repo_url(repo: str) -> str:
@@ -48,6 +44,60 @@ def repo_url(repo: str) -> str:
         f"source.repo {repo!r} is not a repository: use owner/name (GitHub), an https://, ssh://, git:// "
         "or file:// URL, user@host:path, or an absolute path"
     )
+
+
+def protocol(url: str) -> str:
+    """The Git protocol a URL from `repo_url` is fetched with: https, http, ssh, git or file."""
+    scheme, separator, _ = url.partition("://")
+    if separator:
+        return scheme
+    return "file" if url.startswith("/") else "ssh"  # an absolute path, else scp-like user@host:path
+
+
+def access_refusal(url: str, *, credentials: bool, allow_file: bool) -> str | None:
+    """Why the operator must not fetch the URL `url` from `repo_url` for a Deployment, or None when it may.
+
+    A namespace's users choose the URL, so it must never borrow what only the operator has: its own files
+    (file:// or a path, unless the operator runs with --allow-file-repos), its own SSH identity (an SSH URL needs
+    the Deployment's own key in `credentials`), or a clear-text channel for the Deployment's token (http://).
+    """
+    kind = protocol(url)
+    if kind == "file" and not allow_file:
+        return (
+            f"spec.source.repo {url} is a repository on the operator's own filesystem: the operator reads those only "
+            f"when it runs with {ALLOW_FILE_FLAG} (the sandbox and the tests do); use an https:// or ssh:// URL"
+        )
+    if kind == "ssh" and not credentials:
+        return (
+            f"spec.source.repo {url} is an SSH URL and spec.source.credentialsSecretRef is not set: the operator "
+            "never logs in with its own SSH identity; set credentialsSecretRef to a Secret key holding a deploy "
+            "key (an SSH private key with read access), or use an https:// URL"
+        )
+    if kind == "http" and credentials:
+        return (
+            f"spec.source.repo {url} is plain http:// and spec.source.credentialsSecretRef is set: the token would "
+            "travel unencrypted; use the repository's https:// URL"
+        )
+    return None
+
+
+def ssh_command(identity: str | None, known_hosts: str) -> list[str]:
+    """The ssh command Git runs for an SSH URL (GIT_SSH_COMMAND): it logs in with `identity` only, and only to a
+    host whose key `known_hosts` lists. The operator's ssh config, default keys and agent are never consulted."""
+    for path in (identity, known_hosts):
+        if path is not None and not _SSH_OPTION_PATH.match(path):
+            raise ValueError(f"{path!r} is not an absolute path without spaces or quotes")
+    argv = [
+        "ssh", "-F", "/dev/null",
+        "-o", "BatchMode=yes",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "IdentityAgent=none",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={known_hosts}",
+    ]  # fmt: skip
+    if identity is None:
+        return [*argv, "-o", "PubkeyAuthentication=no"]
+    return [*argv, "-i", identity]
 
 
 def is_full_sha(ref: str) -> bool:
@@ -69,7 +119,7 @@ def ls_remote(url: str, ref: str) -> list[str]:
         patterns.append(name)
         if name.startswith("refs/tags/"):
             patterns.append(name + "^{}")
-    return ["git", *_SAFE_CONFIG, "ls-remote", "--", url, *patterns]
+    return ["git", *_safe_config(url), "ls-remote", "--", url, *patterns]
 
 
 def parse_ls_remote(output: str, ref: str) -> str | None:
@@ -99,7 +149,7 @@ def init_bare(directory: str) -> list[str]:
 def fetch_commit(directory: str, url: str, sha: str) -> list[str]:
     """Fetch exactly one commit (no history) by its SHA into the repository at `directory`."""
     _require_sha(sha)
-    return ["git", *_SAFE_CONFIG, "-C", directory, "fetch", "--quiet", "--no-tags", "--depth", "1", "--", url, sha]
+    return ["git", *_safe_config(url), "-C", directory, "fetch", "--quiet", "--no-tags", "--depth", "1", "--", url, sha]
 
 
 def archive(directory: str, sha: str) -> list[str]:
@@ -128,3 +178,13 @@ def askpass_script(token_env: str, username: str = "x-access-token") -> str:
 def _require_sha(sha: str) -> None:
     if not FULL_SHA.match(sha):
         raise ValueError(f"{sha!r} is not a full commit SHA (40 lowercase hex digits)")
+
+
+def _safe_config(url: str) -> list[str]:
+    """Settings for a git run against `url`: no credential helpers (a token comes only through GIT_ASKPASS) and
+    no protocol but the one the URL names, so neither a redirect nor a crafted URL can switch transports."""
+    allowed = _PROTOCOLS.get(protocol(url), ())
+    config = ["-c", "credential.helper=", "-c", "protocol.allow=never"]
+    for name in allowed:
+        config += ["-c", f"protocol.{name}.allow=always"]
+    return config

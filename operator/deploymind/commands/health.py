@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from deploymind.commands import docker, hostpaths, shell
 
+# `docker stats --no-stream` takes about 2 s; an engine that hangs must not keep a sampler for ever.
+STATS_TIMEOUT_S = 20
+
 
 @dataclass(frozen=True)
 class HealthParams:
@@ -45,14 +48,16 @@ def health_script(params: HealthParams) -> str:
     )
     header += shell.function("dm_inspect", [docker.inspect(stable)], "the stable container as JSON")
     header += shell.function("dm_image_id", [docker.image_id(params.image)], "id of the expected image")
-    header += shell.function("dm_stats", [docker.stats(stable)], "one CPU/memory sample as JSON")
+    header += shell.function("dm_stats", [["timeout", str(STATS_TIMEOUT_S), *docker.stats(stable)]],
+                             "one CPU/memory sample as JSON, bounded")
     return shell.bash(header + shell.body("lib") + shell.body("health"))
 
 
-def restart_script(uid8: str) -> str:
-    """A script restarting `dm-<uid8>` and printing one JSON line (results.RestartResult); no stdin."""
+def restart_script(uid8: str, grace_s: int = docker.STOP_TIMEOUT_S) -> str:
+    """A script restarting `dm-<uid8>` (the app gets `grace_s` to exit) and printing one JSON line
+    (results.RestartResult); no stdin."""
     stable = docker.stable_name(hostpaths.check_name("uid", uid8))
     header = shell.assignments({"stable": stable})
     header += shell.function("dm_state", [docker.state(stable)], "fails when the container is absent")
-    header += shell.function("dm_restart", [docker.restart(stable)], "restart the stable container")
+    header += shell.function("dm_restart", [docker.restart(stable, grace_s)], "restart the stable container")
     return shell.bash(header + shell.body("lib") + shell.body("restart"))

@@ -1,13 +1,17 @@
 """The release script (DESIGN §3.4): one round trip that puts a built revision into service on a host.
 
 The env file (`NAME=value` lines) is the script's stdin, so no value is ever in the script text or on a
-command line. A foreground part starts a detached job and prints the job's one JSON result line; the job
-does the work under the host lock (scripts/release_job.sh says how). `parse_release` (commands.results)
-reads the line.
+command line; a trailer line carries its length and sha256, so a dropped connection can never start the app
+with a truncated env. The host keeps each revision's env file (mode 0600) next to its image, so a revert or
+`rollback-to` releases the revision with exactly the env it ran with (`env_from_stdin=False`, no stdin).
+A foreground part starts a detached job and prints the job's one JSON result line; the job does the work under
+the host lock (scripts/release_job.sh says how). `parse_release` (commands.results) reads the line.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from deploymind.commands import docker, hostpaths, shell
@@ -17,6 +21,8 @@ from deploymind.commands.shell import Var
 LOG_TAIL_LINES = 50
 # Releases on one host queue behind each other; past this a release gives up and reports Failed.
 LOCK_TIMEOUT_S = 600
+# Plain env values this long or longer are masked too: a value that long may well be a credential.
+SCRUB_MIN_LENGTH = 12
 
 
 @dataclass(frozen=True)
@@ -27,8 +33,12 @@ class ReleaseParams:
     attempt (after a dropped connection) waits for or reads that attempt's job; a new attempt (a retry, a drift
     repair) runs afresh, and is a fast no-op (Unchanged) when the revision already serves.
 
-    `keep_images` are the images pruning must leave (the last revisionHistoryLimit revisions and lastGood); the
-    released image and the one serving are always kept.
+    `keep_images` and `keep_revisions` are the images and release directories (with their env files) pruning
+    must leave (the last revisionHistoryLimit revisions and lastGood); the released one and the one serving are
+    always kept.
+
+    `secret_env_names` are the env names whose values come from Secrets: those values, and any value of
+    SCRUB_MIN_LENGTH characters or more, are masked in whatever leaves the host (log lines, docker errors).
     """
 
     uid: str
@@ -49,10 +59,26 @@ class ReleaseParams:
     min_free_disk_mb: int = 500
     log_max_size: str = "10m"
     lock_timeout_s: int = LOCK_TIMEOUT_S
+    init: bool = True
+    stop_grace_s: int = docker.STOP_TIMEOUT_S
+    env_from_stdin: bool = True
+    """False: release with the env file the host kept for this revision (a revert, `rollback-to`, a repair)."""
+    keep_revisions: tuple[str, ...] = ()
+    secret_env_names: tuple[str, ...] = ()
+    poll_min_s: float = 0.1
+    """Health waits poll this fast at first, growing by half each time up to `poll_interval_s`."""
 
     @property
     def uid8(self) -> str:
         return self.uid[:8]
+
+
+def env_payload(env: Mapping[str, str]) -> bytes:
+    """The release's stdin: the env file (`NAME=value` lines, sorted), then a trailer line with its length and
+    sha256 that the host checks before it starts anything. The trailer is in the payload, not in the script text:
+    SSM keeps command parameters in its history, and a digest of a short value is a guessable fingerprint."""
+    body = "".join(f"{k}={v}\n" for k, v in sorted(env.items())).encode()
+    return body + f"#deploymind-env bytes={len(body)} sha256={hashlib.sha256(body).hexdigest()}\n".encode()
 
 
 def release_script(params: ReleaseParams) -> str:
@@ -80,7 +106,10 @@ def _header(params: ReleaseParams) -> str:
         "health_path": params.health_path,
         "probe_timeout": params.probe_timeout_s,
         "startup_timeout": params.startup_timeout_s,
-        "poll_interval": params.poll_interval_s,
+        "poll_interval_ms": round(params.poll_interval_s * 1000),
+        "poll_min_ms": round(params.poll_min_s * 1000),
+        "env_from_stdin": 1 if params.env_from_stdin else 0,
+        "scrub_min_length": SCRUB_MIN_LENGTH,
         "min_free_mb": params.min_free_disk_mb,
         "lock_timeout": params.lock_timeout_s,
         "host_dir": host_dir,
@@ -88,6 +117,8 @@ def _header(params: ReleaseParams) -> str:
         "releases_dir": hostpaths.releases_dir(host_dir, uid8),
         "rel_dir": rel_dir,
         "env_file": f"{rel_dir}/env",
+        "secret_names_file": f"{rel_dir}/secret-names",
+        "verified_file": f"{hostpaths.object_dir(host_dir, uid8)}/switch-verified",
         "result_file": f"{rel_dir}/result.json",
         "stable": docker.stable_name(uid8),
         "candidate": docker.candidate_name(uid8, revision),
@@ -97,6 +128,8 @@ def _header(params: ReleaseParams) -> str:
         "# Parameters of this release (generated).\n"
         + shell.assignments(values)
         + shell.array("keep_images", params.keep_images)
+        + shell.array("keep_revisions", [hostpaths.check_name("revision", r) for r in params.keep_revisions])
+        + shell.array("secret_env_names", params.secret_env_names)
         + _functions(params, uid8, revision)
     )
 
@@ -109,6 +142,8 @@ def _functions(params: ReleaseParams, uid8: str, revision: str) -> str:
         log_max_size=params.log_max_size,
         memory=params.memory,
         cpus=params.cpus,
+        init=params.init,
+        stop_grace_s=params.stop_grace_s,
     )
     env_file, first, second = Var("env_file"), Var("1"), Var("2")
     run_candidate = docker.run(
@@ -124,7 +159,7 @@ def _functions(params: ReleaseParams, uid8: str, revision: str) -> str:
         shell.function("dm_root_dir", [docker.root_dir()], "the engine's data directory"),
         shell.function("dm_run_candidate", [run_candidate], "uses $cport and $env_file"),
         shell.function("dm_run_stable", [run_stable], "uses $env_file"),
-        shell.function("dm_stop", [docker.stop(first)], "$1 = container"),
+        shell.function("dm_stop", [docker.stop(first, params.stop_grace_s)], "$1 = container"),
         shell.function("dm_start", [docker.start(first)], "$1 = container"),
         shell.function("dm_rename", [docker.rename(first, second)], "$1 = container, $2 = new name"),
         shell.function("dm_remove", [docker.remove(first)], "$1 = container"),

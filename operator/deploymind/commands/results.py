@@ -32,6 +32,8 @@ class BuildOutcome(StrEnum):
     DIGEST_MISMATCH = "DigestMismatch"
     BUILD_FAILED = "BuildFailed"
     DISK_FULL = "DiskFull"
+    UNSAFE_SOURCE = "UnsafeSource"
+    """A symlink in the tree, the build context or the Dockerfile leads outside the extracted tree."""
     FAILED = "Failed"
 
 
@@ -42,6 +44,10 @@ class ReleaseOutcome(StrEnum):
     SWITCH_FAILED = "SwitchFailed"
     DISK_FULL = "DiskFull"
     IMAGE_MISSING = "ImageMissing"
+    ENV_MISSING = "EnvMissing"
+    """The host no longer keeps the env file of a revision released as it ran before."""
+    ENV_INCOMPLETE = "EnvIncomplete"
+    """The env file on stdin was cut short or corrupted: nothing was started."""
     FAILED = "Failed"
 
 

@@ -70,13 +70,18 @@ def secret_users(spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, 
     return {(ns, ref.name): str(meta.get("name")) for ref in parsed.secret_refs()}
 
 
+# Kopf waits this long for a cancelled actor; the actor waits less for its own rollout (actor.ROLLOUT_STOP_WAIT_S).
 @kopf.daemon(*RESOURCE, cancellation_timeout=30.0)
-async def actor(stopped: kopf.DaemonStopped, meta: kopf.Meta, **kwargs: Any) -> None:
-    """The object's actor: rollouts and health ticks, one at a time, until the object goes away."""
+async def actor(stopped: kopf.DaemonStopped, body: kopf.Body, meta: kopf.Meta, **kwargs: Any) -> None:
+    """The object's actor: rollouts and health ticks, one at a time, until the object goes away.
+
+    `body` is Kopf's live view of the object, refreshed by every watch event: the actor reads it instead of
+    asking the API server."""
     port_claims: kopf.Index[Any, Any] = kwargs["port_claims"]
     rt = runtime()
     rt.hooks.port_claims = lambda host, port: list(port_claims.get((host, port), []))
-    act = rt.actor(str(meta["namespace"]), str(meta["name"]))
+    namespace, name = str(meta["namespace"]), str(meta["name"])
+    act = rt.actor(namespace, name)
 
     async def interrupt_on_stop() -> None:
         await stopped.wait()
@@ -85,10 +90,11 @@ async def actor(stopped: kopf.DaemonStopped, meta: kopf.Meta, **kwargs: Any) -> 
     # A stop (operator shutdown, object deleted) ends a sleep at once instead of after the tick period or backoff.
     watcher = asyncio.create_task(interrupt_on_stop())
     try:
-        await act.run(lambda: bool(stopped))
+        await act.run(lambda: bool(stopped), lambda: body)
     finally:
         watcher.cancel()
-        rt.forget_actor(str(meta["namespace"]), str(meta["name"]))
+        rt.forget_actor(namespace, name)
+        await asyncio.shield(act.close())  # its transport: a kept SSH connection
 
 
 @kopf.on.create(*RESOURCE)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from deploymind.transport.base import Result, Transport, TransportError
@@ -32,7 +32,8 @@ class Hooks:
 
     port_claims: PortClaims = field(default=_no_claims)
     listeners: list[Callable[[str, dict[str, object]], None]] = field(default_factory=list)
-    """Receive (event name, fields): rollout_started, rollout_finished, step, health, revert, transport_call, phase."""
+    """Receive (event name, fields): rollout_started, rollout_finished, step, health, revert, transport_call, phase,
+    cleanup (history.listener lists the fields of each)."""
     env_fingerprint: EnvFingerprint = field(default=_names_only)
     """The operator sets a keyed one (history.envkey) when it records history."""
 
@@ -61,6 +62,9 @@ class StepReporter:
             else "Failed"
         self.hooks.emit("step", uid=self.uid, step=name, status=status, reason=outcome, message=message,
                         seconds=seconds)
+
+    def logs(self, revision: str, lines: Sequence[str]) -> None:
+        self.hooks.emit("candidate_logs", uid=self.uid, revision=revision, lines=tuple(lines))
 
 
 class ReportingTransport:

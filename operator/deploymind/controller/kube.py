@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import datetime
 from collections.abc import Callable
 from typing import Any
 
 import kubernetes.client as k8s
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from deploymind.api import GROUP, PLURAL, VERSION
@@ -20,6 +22,14 @@ class Conflict(Exception):
 
 class NotFound(Exception):
     """The object does not exist (HTTP 404)."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """An API call that may work when tried again: the server failed or was overloaded (5xx, 429), or the request
+    never got an answer (connection refused or reset, timeout)."""
+    if isinstance(error, ApiException):
+        return error.status is not None and (error.status >= 500 or error.status == 429)
+    return isinstance(error, urllib3.exceptions.HTTPError | OSError | TimeoutError)
 
 
 def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
@@ -42,6 +52,19 @@ class Kube:
         self._custom = k8s.CustomObjectsApi(api_client)
         self._core = k8s.CoreV1Api(api_client)
         self._coordination = k8s.CoordinationV1Api(api_client)
+        self._on_deployment: Callable[[dict[str, Any]], None] | None = None
+
+    def observing(self, on_deployment: Callable[[dict[str, Any]], None]) -> Kube:
+        """This client (the same connections), also handing `on_deployment` every Deployment the API server returns
+        to it: an actor learns what its own status writes left without reading the object again."""
+        clone = copy.copy(self)
+        clone._on_deployment = on_deployment
+        return clone
+
+    def _returned(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if self._on_deployment is not None:
+            self._on_deployment(obj)
+        return obj
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
@@ -56,21 +79,22 @@ class Kube:
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any]:
         obj: dict[str, Any] = await self._call(self._custom.get_namespaced_custom_object,
                                                GROUP, VERSION, namespace, PLURAL, name)
-        return obj
+        return self._returned(obj)
 
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any], resource_version: str) -> dict[str, Any]:
         """Merge-patch the status subresource with a resourceVersion precondition (409 → Conflict)."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
         obj: dict[str, Any] = await self._call(self._custom.patch_namespaced_custom_object_status,
                                                GROUP, VERSION, namespace, PLURAL, name, body)
-        return obj
+        return self._returned(obj)
 
-    async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
-        """The decoded value, or None when the Secret or the key is missing."""
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes | None:
+        """The value as stored (bytes: only the caller knows whether it must be text), or None when the Secret or
+        the key is missing."""
         data = await self.read_secret_data(namespace, name)
         if data is None or key not in data:
             return None
-        return data[key].decode("utf-8", "replace")
+        return data[key]
 
     async def read_secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """Every key of the Secret, decoded; None when it does not exist."""
@@ -101,14 +125,18 @@ class Kube:
         )
         await self._call(self._core.create_namespaced_event, meta["namespace"], event)
 
-    async def get_lease(self, namespace: str, name: str) -> Any:
-        return await self._call(self._coordination.read_namespaced_lease, name, namespace)
+    # Lease calls take a request timeout: a renewal that hangs past the Lease's duration is worth nothing.
+    async def get_lease(self, namespace: str, name: str, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        return await self._call(self._coordination.read_namespaced_lease, name, namespace, _request_timeout=timeout)
 
-    async def create_lease(self, namespace: str, body: Any) -> Any:
-        return await self._call(self._coordination.create_namespaced_lease, namespace, body)
+    async def create_lease(self, namespace: str, body: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        return await self._call(self._coordination.create_namespaced_lease, namespace, body,
+                                _request_timeout=timeout)
 
-    async def replace_lease(self, namespace: str, name: str, body: Any) -> Any:
-        return await self._call(self._coordination.replace_namespaced_lease, name, namespace, body)
+    async def replace_lease(self, namespace: str, name: str, body: Any,
+                            timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        return await self._call(self._coordination.replace_namespaced_lease, name, namespace, body,
+                                _request_timeout=timeout)
 
     async def delete_lease(self, namespace: str, name: str) -> None:
         await self._call(self._coordination.delete_namespaced_lease, name, namespace)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deploymind.api import reasons
+from deploymind.api.spec import DeploymentSpec
 from deploymind.api.status import DeploymentStatus, RollbackPin
+from deploymind.controller import revisions
 from deploymind.steps.context import Desired
 from deploymind.steps.errors import Stalled
 
@@ -28,19 +30,6 @@ class Plan:
     """The host must be asked (a new revision, or a redeploy request)."""
 
 
-def _known(status: DeploymentStatus, requested: str) -> Desired | None:
-    """A revision this object ran before, by id or image, that may still be on the host."""
-    candidates = [(h.id, h.image, h.commit) for h in status.history]
-    if status.last_good:
-        candidates.append((status.last_good.id, status.last_good.image, status.last_good.commit))
-    if status.revision:
-        candidates.append((status.revision.id, status.revision.image, status.revision.commit))
-    for rid, image, commit in candidates:
-        if requested in (rid, image):
-            return Desired(revision=rid, image=image, commit=commit)
-    return None
-
-
 def apply_retry(status: DeploymentStatus, annotations: dict[str, str], desired: Desired) -> None:
     """A new `deploymind.io/retry` token lifts the quarantine of the desired revision, once."""
     token = annotations.get(RETRY)
@@ -49,7 +38,8 @@ def apply_retry(status: DeploymentStatus, annotations: dict[str, str], desired: 
         status.failed_revisions = [f for f in status.failed_revisions if f.id != desired.revision]
 
 
-def plan(status: DeploymentStatus, annotations: dict[str, str], desired: Desired, redeploy: bool) -> Plan:
+def plan(status: DeploymentStatus, annotations: dict[str, str], desired: Desired, redeploy: bool,
+         spec: DeploymentSpec, *, generation: int) -> Plan:
     apply_retry(status, annotations, desired)
     requested = annotations.get(ROLLBACK_TO)
     pin = status.rollback_to
@@ -57,19 +47,20 @@ def plan(status: DeploymentStatus, annotations: dict[str, str], desired: Desired
         # The annotation is gone: so is the pin, and setting the same value again later pins again.
         status.rollback_to = pin = None
     if requested and (pin is None or pin.requested != requested):
-        known = _known(status, requested)
+        known = revisions.known(status, requested, spec)
         if known is None:
             raise Stalled(reasons.ROLLBACK_TARGET_GONE,
                           f"{ROLLBACK_TO}={requested} names no revision or image this Deployment still keeps; "
                           "use one listed in status.history or status.lastGood")
-        pin = RollbackPin(requested=requested, revision=known.revision, spec_revision=desired.revision, active=True)
+        pin = RollbackPin(requested=requested, revision=known.revision, spec_revision=desired.revision,
+                          generation=generation, active=True)
         status.rollback_to = pin
-    if pin is not None and pin.active and (pin.spec_revision != desired.revision or requested != pin.requested):
-        # The spec names a new revision, or the annotation is gone: the pin has done its job.
+    if pin is not None and pin.active and (_spec_changed(pin, desired, generation) or requested != pin.requested):
+        # The spec itself changed, or the annotation is gone: the pin has done its job.
         pin.active = False
         status.rollback_to = pin
     if pin is not None and pin.active and requested == pin.requested:
-        target = _known(status, pin.requested)
+        target = revisions.known(status, pin.requested, spec)
         if target is None:
             raise Stalled(reasons.ROLLBACK_TARGET_GONE,
                           f"{ROLLBACK_TO}={pin.requested}: that revision is no longer kept; pick another")
@@ -85,3 +76,11 @@ def plan(status: DeploymentStatus, annotations: dict[str, str], desired: Desired
                           f"Change the spec or push a fix, or set annotation {RETRY}=<new token> to try it again")
     running = status.revision.id if status.revision else None
     return Plan(target=desired, pinned=False, release=redeploy or running != desired.revision)
+
+
+def _spec_changed(pin: RollbackPin, desired: Desired, generation: int) -> bool:
+    """Only a change of the spec releases a pin; a new commit on the branch the spec follows does not (a pin set
+    before pins knew their generation falls back to the revision the spec named)."""
+    if pin.generation is not None:
+        return pin.generation != generation
+    return pin.spec_revision != desired.revision

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from deploymind.api.spec import DeploymentSpec
@@ -20,12 +21,17 @@ class Runtime:
     revision_key: bytes = b""
     """controller.revisionkey: loaded before Kopf starts, so every actor has it."""
     actors: dict[tuple[str, str], Actor] = field(default_factory=dict)
+    rollout_slots: asyncio.Semaphore = field(init=False)
+    """settings.max_concurrent_rollouts, shared by every actor of the process."""
+
+    def __post_init__(self) -> None:
+        self.rollout_slots = asyncio.Semaphore(self.settings.max_concurrent_rollouts)
 
     def actor(self, namespace: str, name: str) -> Actor:
         key = (namespace, name)
         if key not in self.actors:
             self.actors[key] = Actor(self.kube, self.settings, self.hooks, namespace, name,
-                                     revision_key=self.revision_key)
+                                     revision_key=self.revision_key, slots=self.rollout_slots)
         return self.actors[key]
 
     def forget_actor(self, namespace: str, name: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from deploymind.api import reasons
+from deploymind.api import lenient, reasons
 from deploymind.api.conditions import transitions
 from deploymind.api.status import Condition, ConditionStatus, ConditionType, DeploymentStatus
 from deploymind.controller.kube import Conflict, Kube, NotFound
@@ -59,13 +59,15 @@ class StatusWriter:
         return self._obj
 
     def current(self) -> DeploymentStatus:
-        raw = {k: v for k, v in (self._obj.get("status") or {}).items() if k in _STATUS_KEYS}
+        """The stored status, fields this operator does not know ignored. Raises StatusUnreadable rather than
+        return an empty status: writing that back would erase lastGood and every quarantine."""
         try:
-            return DeploymentStatus.model_validate(raw)
-        except ValueError:
-            log.warning("ignoring an unreadable status on %s/%s", self._obj["metadata"]["namespace"],
-                        self._obj["metadata"]["name"])
-            return DeploymentStatus()
+            return lenient.read(DeploymentStatus, self._obj.get("status") or {})
+        except ValueError as e:
+            meta = self._obj["metadata"]
+            raise StatusUnreadable(f"the stored status of {meta['namespace']}/{meta['name']} cannot be read "
+                                   f"({str(e).splitlines()[0]}); it is left as it is and nothing is released "
+                                   "until it is fixed or removed") from None
 
     def refresh(self, obj: dict[str, Any]) -> None:
         self._obj = obj
@@ -76,7 +78,7 @@ class StatusWriter:
         before = self.current()
         new = status.wire()
         for _ in range(MAX_CONFLICT_RETRIES):
-            old = {k: v for k, v in (self._obj.get("status") or {}).items() if k in _STATUS_KEYS}
+            old = lenient.known_fields(DeploymentStatus, self._obj.get("status") or {})
             patch = merge_patch(old, new)
             if patch is None:
                 return False
@@ -102,5 +104,11 @@ class StatusWriter:
         return True
 
 
-_STATUS_KEYS = set(DeploymentStatus().wire().keys()) | {
-    DeploymentStatus.model_fields[f].alias or f for f in DeploymentStatus.model_fields}
+class StatusUnreadable(Exception):
+    """The stored status does not parse even with unknown fields ignored (a hand edit, a corrupt write)."""
+
+    reason = reasons.STATUS_UNREADABLE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

@@ -33,7 +33,13 @@ async def _secret(kube: Kube, namespace: str, ref: SecretKeyRef, what: str) -> s
         raise Waiting(reasons.SECRET_NOT_FOUND,
                       f"{what}: Secret {namespace}/{ref.name} has no key {ref.key!r}; create it "
                       f"(kubectl create secret generic {ref.name} --from-literal={ref.key}=…)")
-    return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as e:
+        # Never decoded with replacement characters: the app (or the host) would get a value nobody stored.
+        raise Stalled(reasons.SECRET_NOT_TEXT,
+                      f"{what}: Secret {namespace}/{ref.name} key {ref.key!r} is not UTF-8 text (byte {e.start} "
+                      f"of {len(value)}); store a text form of it (base64, say) and decode it in the app") from None
 
 
 async def resolve_inputs(kube: Kube, namespace: str, spec: DeploymentSpec) -> Inputs:
@@ -50,12 +56,18 @@ async def resolve_inputs(kube: Kube, namespace: str, spec: DeploymentSpec) -> In
     token = None
     if spec.source and spec.source.credentials_secret_ref:
         token = (await _secret(kube, namespace, spec.source.credentials_secret_ref, "spec.source.credentialsSecretRef")).strip()
+    host = await resolve_host_inputs(kube, namespace, spec)
+    return Inputs(env=env, token=token, ssh_key=host.ssh_key, known_hosts=host.known_hosts)
+
+
+async def resolve_host_inputs(kube: Kube, namespace: str, spec: DeploymentSpec) -> Inputs:
+    """Only what reaching the host needs (a cleanup on delete must not wait for an env Secret deleted with it)."""
     key = known = None
     if spec.target.ssh:
         key = await _secret(kube, namespace, spec.target.ssh.key_secret_ref, "spec.target.ssh.keySecretRef")
         known = await _secret(kube, namespace, spec.target.ssh.known_hosts_secret_ref,
                               "spec.target.ssh.knownHostsSecretRef")
-    return Inputs(env=env, token=token, ssh_key=key, known_hosts=known)
+    return Inputs(env={}, token=None, ssh_key=key, known_hosts=known)
 
 
 def host_key(spec: DeploymentSpec, settings: Settings) -> str:

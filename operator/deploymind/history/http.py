@@ -1,4 +1,4 @@
-"""The read-only history endpoint: GET /history/{namespace}/{name}?limit=N → JSON, newest first.
+"""The read-only history endpoint: GET /history/{namespace}/{name}?limit=N[&revision=R] → JSON, newest first.
 
 Reached by `deploymind history` through the Kubernetes API server's service proxy (so RBAC on services/proxy
 decides who reads it), or directly in the sandbox. Body (keys camelCase, times RFC 3339 UTC):
@@ -9,7 +9,14 @@ decides who reads it), or directly in the sandbox. Body (keys camelCase, times R
                    "durationSeconds", "steps": [{"step", "status", "reason", "message", "startedAt", "finishedAt",
                    "durationSeconds"}], "scans": [{"revision", "counts", "secrets", "misconfigs", "suppressed",
                    "blocked", "at"}]}],
-     "reverts": [{"uid", "fromRevision", "toRevision", "reason", "message", "attemptId", "at"}]}
+     "reverts": [{"uid", "fromRevision", "toRevision", "reason", "message", "attemptId", "at"}],
+     "cleanups": [{"uid", "result", "message", "durationSeconds", "at"}]}
+
+With `revision=R`, one revision: its attempts (same shape as above), the reverts from or to it, and the last log
+lines of each release of it that was refused (status and Events never carry them):
+
+    {"namespace", "name", "revision", "rollouts": [...], "reverts": [...],
+     "logs": [{"uid", "attemptId", "revision", "lines": [str], "at"}]}
 
 Errors are JSON too: {"reason": CamelCase, "message": what to do} with 400, 404 (never recorded) or 503.
 """
@@ -23,11 +30,12 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from deploymind.history.records import Revert, ScanSummary, StepTransition
-from deploymind.history.store import AttemptHistory, HistoryStore, ObjectHistory
+from deploymind.history.records import CandidateLogs, Cleanup, Revert, ScanSummary, StepTransition
+from deploymind.history.store import AttemptHistory, HistoryStore, ObjectHistory, RevisionHistory
 
 DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 500
+MAX_REVISION_CHARS: Final = 512  # the store's column: a revision id, or the image a rollback-to named
 STORE_KEY: Final = web.AppKey("deploymind_history_store", HistoryStore)
 
 logger = logging.getLogger(__name__)
@@ -99,6 +107,38 @@ def _revert(revert: Revert) -> dict[str, Any]:
     }
 
 
+def _cleanup(cleanup: Cleanup) -> dict[str, Any]:
+    return {
+        "uid": cleanup.uid,
+        "result": cleanup.result,
+        "message": cleanup.message,
+        "durationSeconds": cleanup.duration_seconds,
+        "at": _time(cleanup.at),
+    }
+
+
+def _logs(logs: CandidateLogs) -> dict[str, Any]:
+    return {
+        "uid": logs.uid,
+        "attemptId": logs.attempt_id,
+        "revision": logs.revision,
+        "lines": list(logs.lines),
+        "at": _time(logs.at),
+    }
+
+
+def revision_json(history: RevisionHistory) -> dict[str, Any]:
+    """The endpoint's body for one revision of an object."""
+    return {
+        "namespace": history.namespace,
+        "name": history.name,
+        "revision": history.revision,
+        "rollouts": [_rollout(entry) for entry in history.rollouts],
+        "reverts": [_revert(revert) for revert in history.reverts],
+        "logs": [_logs(logs) for logs in history.logs],
+    }
+
+
 def history_json(history: ObjectHistory) -> dict[str, Any]:
     """The endpoint's body for one object's history."""
     return {
@@ -106,6 +146,7 @@ def history_json(history: ObjectHistory) -> dict[str, Any]:
         "name": history.name,
         "rollouts": [_rollout(entry) for entry in history.rollouts],
         "reverts": [_revert(revert) for revert in history.reverts],
+        "cleanups": [_cleanup(cleanup) for cleanup in history.cleanups],
     }
 
 
@@ -118,9 +159,19 @@ async def get_history(request: web.Request) -> web.Response:
     raw_limit = request.query.get("limit", str(DEFAULT_LIMIT))
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
         return _error(400, "InvalidLimit", f"limit must be a whole number from 1 to {MAX_LIMIT}, not {raw_limit!r}.")
+    limit, revision = int(raw_limit), request.query.get("revision")
+    if revision is not None and not 1 <= len(revision) <= MAX_REVISION_CHARS:
+        return _error(400, "InvalidRevision", f"revision must be 1 to {MAX_REVISION_CHARS} characters: a revision id "
+                                              f"as `deploymind history {name} -n {namespace}` lists them.")
     store = request.app[STORE_KEY]
+    body: dict[str, Any] | None
     try:
-        history = await asyncio.to_thread(store.history, namespace, name, int(raw_limit))
+        if revision is None:
+            history = await asyncio.to_thread(store.history, namespace, name, limit)
+            body = None if history is None else history_json(history)
+        else:
+            one = await asyncio.to_thread(store.revision_history, namespace, name, revision, limit)
+            body = None if one is None else revision_json(one)
     except Exception as error:
         logger.warning("HistoryUnavailable: could not read the history of %s/%s: %s", namespace, name, error)
         return _error(
@@ -129,17 +180,24 @@ async def get_history(request: web.Request) -> web.Response:
             "The history database does not answer; the operator keeps recording in memory. Try again later, "
             "and check the operator's logs and its DEPLOYMIND_DATABASE_URL.",
         )
-    if history is None:
+    if body is None and revision is not None:
+        return _error(
+            404,
+            "NotFound",
+            f"No history for revision {revision} of {namespace}/{name}: it was never released, or its rows are past "
+            f"retention. `deploymind history {name} -n {namespace}` lists the revisions it has.",
+        )
+    if body is None:
         return _error(
             404,
             "NotFound",
             f"No history for {namespace}/{name}: it never started a rollout, or its rows are past retention. "
             "Check the namespace and name.",
         )
-    return web.json_response(history_json(history))
+    return web.json_response(body)
 
 
 def add_history_routes(app: web.Application, store: HistoryStore) -> None:
-    """Serve GET (and HEAD) /history/{namespace}/{name} from `store`; every other method answers 405."""
+    """Serve GET (and HEAD) /history/{namespace}/{name}[?revision=R] from `store`; other methods answer 405."""
     app[STORE_KEY] = store
     app.router.add_get("/history/{namespace}/{name}", get_history)

@@ -7,6 +7,8 @@ Events and the fields it reads (anything else is ignored; a missing field gets a
                     env_names, env_hash, strategy]
   rollout_finished  namespace, name, uid, revision, result, reason, seconds [, message, strategy]
   step              uid, step, status, reason, seconds [, message]     (joined to the uid's open attempt)
+  candidate_logs    uid, revision, lines   (a refused release's last log lines, scrubbed on the host; joined to the
+                    uid's latest attempt when that released this revision)
   reconcile_finished  stalled, waiting, seconds [, error]
   phase             namespace, name, phase      (the object's status.phase, when it changes)
   health            namespace, name, uid, ok, latency_ms, stats (.cpu_percent, .memory_bytes) [, revision,
@@ -15,6 +17,7 @@ Events and the fields it reads (anything else is ignored; a missing field gets a
   transport_call    transport [, error_reason]
   webhook           result
   forget            namespace, name [, uid]
+  cleanup           namespace, name, uid, result, message, seconds   (what a delete did on the host)
 It keeps each uid's latest attempt: a finished rollout replaces the row its start wrote, and a later revert
 points at the attempt that released the reverted revision.
 """
@@ -25,18 +28,26 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from deploymind.history.recorder import HistoryRecorder
-from deploymind.history.records import (
+from deploymind.api.enums import (
     PROBE_FAILED,
     PROBE_PASSED,
     PROBE_UNREACHABLE,
+    RECONCILE_ERROR,
+    RECONCILE_STALLED,
+    RECONCILE_SUCCEEDED,
+    RECONCILE_WAITING,
     RESULT_ROLLED_BACK,
+)
+from deploymind.history.recorder import HistoryRecorder
+from deploymind.history.records import (
+    CandidateLogs,
+    Cleanup,
     Revert,
     RolloutAttempt,
     StepTransition,
     utcnow,
 )
-from deploymind.metrics import RECONCILE_ERROR, RECONCILE_STALLED, RECONCILE_SUCCEEDED, RECONCILE_WAITING, Metrics
+from deploymind.metrics import Metrics
 
 
 def _str(fields: Mapping[str, object], key: str, default: str = "") -> str:
@@ -122,6 +133,21 @@ class HistoryListener:
             )
         )
 
+    def _on_candidate_logs(self, f: dict[str, object]) -> None:
+        uid, revision, lines = _str(f, "uid"), _str(f, "revision"), f.get("lines")
+        if not isinstance(lines, list | tuple) or not lines:
+            return
+        attempt = self._latest.get(uid)
+        self._recorder.record(
+            CandidateLogs(
+                uid=uid,
+                revision=revision,
+                lines=tuple(str(line) for line in lines),
+                # a revert or repair releases without an attempt of its own: then the lines stand by revision alone
+                attempt_id=attempt.id if attempt is not None and attempt.revision == revision else "",
+            )
+        )
+
     def _on_reconcile_finished(self, f: dict[str, object]) -> None:
         if f.get("error"):
             result = RECONCILE_ERROR
@@ -172,6 +198,11 @@ class HistoryListener:
             )
         )
         self._metrics.revert(namespace, name)
+
+    def _on_cleanup(self, f: dict[str, object]) -> None:
+        self._recorder.record(Cleanup(uid=_str(f, "uid"), namespace=_str(f, "namespace"), name=_str(f, "name"),
+                                      result=_str(f, "result"), message=_str(f, "message"),
+                                      duration_seconds=_float(f, "seconds")))
 
     def _on_transport_call(self, f: dict[str, object]) -> None:
         error = f.get("error_reason")

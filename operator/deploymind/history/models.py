@@ -145,3 +145,33 @@ class RevertRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_history_reverts_object", "namespace", "name", "at"),)
+
+
+class CleanupRow(Base):
+    __tablename__ = "history_cleanups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(_UID)
+    namespace: Mapped[str] = mapped_column(_NAMESPACE)
+    name: Mapped[str] = mapped_column(_NAME)
+    result: Mapped[str] = mapped_column(_ENUM)
+    message: Mapped[str] = mapped_column(Text)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_history_cleanups_object", "namespace", "name", "at"),)
+
+
+class CandidateLogRow(Base):
+    __tablename__ = "history_candidate_logs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(_UID)
+    attempt_id: Mapped[str] = mapped_column(_ID)
+    revision: Mapped[str] = mapped_column(_REF)
+    # A JSON list (records.MAX_LOG_LINES of MAX_LOG_LINE_CHARS at most): JSON escapes the NUL bytes a log may hold,
+    # which a PostgreSQL text value cannot.
+    lines: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_history_candidate_logs_revision", "uid", "revision", "at"),)

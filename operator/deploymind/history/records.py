@@ -4,9 +4,8 @@ Every record is keyed by the Kubernetes object's `metadata.uid` (the deployment'
 name travel beside it so the history of a deleted object stays readable. Env values are never recorded: an
 attempt carries the env names and a hash of the env set (see `env_fingerprint`).
 
-Phases, severities and transports come from the API model (`deploymind.api`), the one source of their spelling;
-the enums the API does not define (triggers, results, step names and statuses, probe results) live here, and
-everything else imports them from this one place.
+The value sets of its enum columns (triggers, results, step names and statuses, phases) are the API's
+(`deploymind.api.enums`), the one source of their spelling for the store, the metrics and the docs.
 """
 
 from __future__ import annotations
@@ -16,70 +15,16 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from deploymind.api.spec import Severity, Transport
-from deploymind.api.status import Phase
-
-# What started a rollout attempt. `trigger_detail` says more: the delivery id for Webhook,
-# `<annotation>=<value>` for Manual (annotation: rollback-to, requested-at or retry).
-TRIGGER_SPEC_CHANGE: Final = "SpecChange"
-TRIGGER_WEBHOOK: Final = "Webhook"
-TRIGGER_DRIFT: Final = "Drift"
-TRIGGER_MANUAL: Final = "Manual"
-TRIGGER_RESUME: Final = "Resume"
-TRIGGER_SECRET_ROTATION: Final = "SecretRotation"
-TRIGGER_POLL: Final = "Poll"  # the source poll found a new commit
-TRIGGERS: Final = (
-    TRIGGER_SPEC_CHANGE,
-    TRIGGER_WEBHOOK,
-    TRIGGER_DRIFT,
-    TRIGGER_MANUAL,
-    TRIGGER_RESUME,
-    TRIGGER_SECRET_ROTATION,
-    TRIGGER_POLL,
-)
-
-# How a rollout attempt ended (also the `result` label of deploymind_rollouts_total).
-RESULT_SUCCEEDED: Final = "Succeeded"
-RESULT_FAILED: Final = "Failed"
-RESULT_ROLLED_BACK: Final = "RolledBack"
-RESULT_CANCELLED: Final = "Cancelled"
-RESULT_SUPERSEDED: Final = "Superseded"
-RESULTS: Final = (RESULT_SUCCEEDED, RESULT_FAILED, RESULT_ROLLED_BACK, RESULT_CANCELLED, RESULT_SUPERSEDED)
-
-# The ordered steps of a reconcile, and what a step transition says about one of them.
-STEP_SOURCE: Final = "source"
-STEP_SCAN: Final = "scan"
-STEP_BUILD: Final = "build"
-STEP_RELEASE: Final = "release"
-STEP_HEALTH: Final = "health"
-STEPS: Final = (STEP_SOURCE, STEP_SCAN, STEP_BUILD, STEP_RELEASE, STEP_HEALTH)
-
-STEP_RUNNING: Final = "Running"
-STEP_SUCCEEDED: Final = "Succeeded"
-STEP_FAILED: Final = "Failed"
-STEP_SKIPPED: Final = "Skipped"
-STEP_STATUSES: Final = (STEP_RUNNING, STEP_SUCCEEDED, STEP_FAILED, STEP_SKIPPED)
-
-# status.phase, one spelling everywhere (also the `phase` label of deploymind_phase).
-PHASES: Final = tuple(phase.value for phase in Phase)
-
-# Trivy severities, highest first (the `severity` label of deploymind_scan_findings).
-SEVERITIES: Final = tuple(severity.value for severity in reversed(Severity))
-
-# spec.target.transport (the `transport` label of deploymind_transport_calls_total).
-TRANSPORTS: Final = tuple(transport.value for transport in Transport)
-
-# The outcome of one health probe (the `result` label of deploymind_health_checks_total). Unreachable is a
-# transport failure: it is counted, but it is never a failed probe.
-PROBE_PASSED: Final = "Passed"
-PROBE_FAILED: Final = "Failed"
-PROBE_UNREACHABLE: Final = "Unreachable"
-PROBE_RESULTS: Final = (PROBE_PASSED, PROBE_FAILED, PROBE_UNREACHABLE)
+# What is kept of a refused candidate's log per release: its last lines (the host sends 50), each cut to what a
+# screen shows, so one noisy container cannot fill the database.
+MAX_LOG_LINES: Final = 50
+MAX_LOG_LINE_CHARS: Final = 2_000
+_CUT: Final = "…"
 
 
 def utcnow() -> datetime:
@@ -212,4 +157,43 @@ class Revert:
     at: datetime = dataclasses.field(default_factory=utcnow)
 
 
-Record = RolloutAttempt | StepTransition | ScanSummary | HealthWindow | Revert
+@dataclass(frozen=True)
+class Cleanup:
+    """What a delete did to the object's app on its host: `result` is the Event's reason (CleanedUp, CleanupFailed
+    when the operator gave up and left containers behind, Orphaned), `message` what it removed or left."""
+
+    uid: str
+    namespace: str
+    name: str
+    result: str
+    message: str = ""
+    duration_seconds: float | None = None
+    at: datetime = dataclasses.field(default_factory=utcnow)
+
+
+def bounded_lines(lines: Iterable[str]) -> tuple[str, ...]:
+    """The last MAX_LOG_LINES of `lines`, each at most MAX_LOG_LINE_CHARS long (a cut line ends with "…")."""
+    return tuple(
+        line if len(line) <= MAX_LOG_LINE_CHARS else line[: MAX_LOG_LINE_CHARS - len(_CUT)] + _CUT
+        for line in tuple(lines)[-MAX_LOG_LINES:]
+    )
+
+
+@dataclass(frozen=True)
+class CandidateLogs:
+    """The last log lines of a revision's container that the release refused (it never got healthy, or the switch
+    to it failed). The host has already replaced every env value in them with `***`. They are kept here, and never
+    in status or Events, which are readable far more widely. `attempt_id` is the rollout attempt that released the
+    revision ("" for a revert or repair, which has no attempt of its own); the lines are bounded on construction."""
+
+    uid: str
+    revision: str
+    lines: tuple[str, ...]
+    attempt_id: str = ""
+    at: datetime = dataclasses.field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lines", bounded_lines(self.lines))  # frozen: the bound holds for every instance
+
+
+Record = RolloutAttempt | StepTransition | ScanSummary | HealthWindow | Revert | Cleanup | CandidateLogs

@@ -1,10 +1,10 @@
-"""The history database behind a small blocking API: write records in one transaction, read one object's history,
-purge old rows. Every method blocks: call it from a worker thread (the recorder and the HTTP endpoint do).
+"""The history database behind a small blocking API: write records in one transaction, read one object's history
+(or one revision's, with its refused releases' log lines), purge old rows. Every method blocks: call it from a
+worker thread (the recorder and the HTTP endpoint do).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,11 +13,21 @@ from typing import Any, Final
 
 from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.orm import defer, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
-from deploymind.history import migrate
-from deploymind.history.models import HealthWindowRow, RevertRow, RolloutRow, ScanRow, StepRow
+from deploymind.history import migrate, rows
+from deploymind.history.models import (
+    CandidateLogRow,
+    CleanupRow,
+    HealthWindowRow,
+    RevertRow,
+    RolloutRow,
+    ScanRow,
+    StepRow,
+)
 from deploymind.history.records import (
+    CandidateLogs,
+    Cleanup,
     HealthWindow,
     Record,
     Revert,
@@ -47,6 +57,21 @@ class ObjectHistory:
     name: str
     rollouts: tuple[AttemptHistory, ...]
     reverts: tuple[Revert, ...]
+    cleanups: tuple[Cleanup, ...] = ()
+    """What each delete did on the host (newest first)."""
+
+
+@dataclass(frozen=True)
+class RevisionHistory:
+    """What the store knows about one revision of namespace/name: the attempts that released it (newest first, with
+    their steps and scans), the reverts from or to it, and the last log lines of each refused release of it."""
+
+    namespace: str
+    name: str
+    revision: str
+    rollouts: tuple[AttemptHistory, ...]
+    reverts: tuple[Revert, ...]
+    logs: tuple[CandidateLogs, ...]
 
 
 def _engine(url: URL, timeout: float) -> Engine:
@@ -71,158 +96,23 @@ def _engine(url: URL, timeout: float) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
-def _attempt_row(record: RolloutAttempt) -> RolloutRow:
-    return RolloutRow(
-        id=record.id,
-        uid=record.uid,
-        namespace=record.namespace,
-        name=record.name,
-        generation=record.generation,
-        revision=record.revision,
-        commit=record.commit,
-        image=record.image,
-        digest=record.digest,
-        trigger=record.trigger,
-        trigger_detail=record.trigger_detail,
-        strategy=record.strategy,
-        env_names=json.dumps(list(record.env_names)),
-        env_hash=record.env_hash,
-        started_at=record.started_at,
-        finished_at=record.finished_at,
-        result=record.result,
-        reason=record.reason,
-        message=record.message,
-        duration_seconds=record.duration_seconds,
-    )
-
-
-def _row(record: Record) -> RolloutRow | StepRow | ScanRow | HealthWindowRow | RevertRow:
-    match record:
-        case RolloutAttempt():
-            return _attempt_row(record)
-        case StepTransition():
-            return StepRow(
-                attempt_id=record.attempt_id,
-                uid=record.uid,
-                step=record.step,
-                status=record.status,
-                reason=record.reason,
-                message=record.message,
-                started_at=record.started_at,
-                finished_at=record.finished_at,
-                duration_seconds=record.duration_seconds,
-            )
-        case ScanSummary():
-            counts = {severity.lower(): int(n) for severity, n in record.counts.items()}
-            return ScanRow(
-                uid=record.uid,
-                attempt_id=record.attempt_id,
-                revision=record.revision,
-                critical=counts.get("critical", 0),
-                high=counts.get("high", 0),
-                medium=counts.get("medium", 0),
-                low=counts.get("low", 0),
-                unknown=counts.get("unknown", 0),
-                secrets=record.secrets,
-                misconfigs=record.misconfigs,
-                suppressed=record.suppressed,
-                blocked=record.blocked,
-                report_json=record.report_json,
-                at=record.at,
-            )
-        case HealthWindow():
-            return HealthWindowRow(
-                uid=record.uid,
-                namespace=record.namespace,
-                name=record.name,
-                revision=record.revision,
-                window_start=record.window_start,
-                window_end=record.window_end,
-                probes_ok=record.probes_ok,
-                probes_failed=record.probes_failed,
-                latency_p50_ms=record.latency_p50_ms,
-                latency_p90_ms=record.latency_p90_ms,
-                latency_p99_ms=record.latency_p99_ms,
-                cpu_ratio=record.cpu_ratio,
-                memory_bytes=record.memory_bytes,
-            )
-        case Revert():
-            return RevertRow(
-                uid=record.uid,
-                namespace=record.namespace,
-                name=record.name,
-                attempt_id=record.attempt_id,
-                from_revision=record.from_revision,
-                to_revision=record.to_revision,
-                reason=record.reason,
-                message=record.message,
-                at=record.at,
-            )
-
-
-def _attempt(row: RolloutRow) -> RolloutAttempt:
-    return RolloutAttempt(
-        id=row.id,
-        uid=row.uid,
-        namespace=row.namespace,
-        name=row.name,
-        generation=row.generation,
-        revision=row.revision,
-        commit=row.commit,
-        image=row.image,
-        digest=row.digest,
-        trigger=row.trigger,
-        trigger_detail=row.trigger_detail,
-        strategy=row.strategy,
-        env_names=tuple(json.loads(row.env_names)),
-        env_hash=row.env_hash,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        result=row.result,
-        reason=row.reason,
-        message=row.message,
-    )
-
-
-def _step(row: StepRow) -> StepTransition:
-    return StepTransition(
-        attempt_id=row.attempt_id,
-        uid=row.uid,
-        step=row.step,
-        status=row.status,
-        reason=row.reason,
-        message=row.message,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-    )
-
-
-def _scan(row: ScanRow) -> ScanSummary:
-    counts = {"CRITICAL": row.critical, "HIGH": row.high, "MEDIUM": row.medium, "LOW": row.low, "UNKNOWN": row.unknown}
-    return ScanSummary(
-        uid=row.uid,
-        revision=row.revision,
-        attempt_id=row.attempt_id,
-        counts=counts,
-        secrets=row.secrets,
-        misconfigs=row.misconfigs,
-        suppressed=row.suppressed,
-        blocked=row.blocked,
-        at=row.at,
-    )
-
-
-def _revert(row: RevertRow) -> Revert:
-    return Revert(
-        uid=row.uid,
-        namespace=row.namespace,
-        name=row.name,
-        from_revision=row.from_revision,
-        to_revision=row.to_revision,
-        reason=row.reason,
-        attempt_id=row.attempt_id,
-        message=row.message,
-        at=row.at,
+def _with_steps_and_scans(session: Session, rollouts: Sequence[RolloutRow]) -> tuple[AttemptHistory, ...]:
+    ids = [row.id for row in rollouts]
+    steps: dict[str, list[StepTransition]] = {attempt_id: [] for attempt_id in ids}
+    for step_row in session.scalars(
+        select(StepRow).where(StepRow.attempt_id.in_(ids)).order_by(StepRow.started_at, StepRow.id)
+    ):
+        steps[step_row.attempt_id].append(rows.step(step_row))
+    scans: dict[str, list[ScanSummary]] = {attempt_id: [] for attempt_id in ids}
+    for scan_row in session.scalars(
+        select(ScanRow)
+        .options(defer(ScanRow.report_json))  # reports can be megabytes; the list view shows counts
+        .where(ScanRow.attempt_id.in_(ids))
+        .order_by(ScanRow.at, ScanRow.id)
+    ):
+        scans[scan_row.attempt_id].append(rows.scan(scan_row))
+    return tuple(
+        AttemptHistory(attempt=rows.attempt(row), steps=tuple(steps[row.id]), scans=tuple(scans[row.id])) for row in rollouts
     )
 
 
@@ -242,7 +132,7 @@ class HistoryStore:
         """Write all records in one transaction (all or nothing). A finished attempt replaces its started row."""
         with self._sessions.begin() as session:
             for record in records:
-                row = _row(record)
+                row = rows.to_row(record)
                 if isinstance(row, RolloutRow):
                     session.merge(row)
                 else:
@@ -263,59 +153,71 @@ class HistoryStore:
                 .order_by(RevertRow.at.desc(), RevertRow.id.desc())
                 .limit(limit)
             ).all()
-            if not rollouts and not reverts:
+            cleanups = session.scalars(
+                select(CleanupRow)
+                .where(CleanupRow.namespace == namespace, CleanupRow.name == name)
+                .order_by(CleanupRow.at.desc(), CleanupRow.id.desc())
+                .limit(limit)
+            ).all()
+            if not rollouts and not reverts and not cleanups:
                 return None
-            ids = [row.id for row in rollouts]
-            steps: dict[str, list[StepTransition]] = {attempt_id: [] for attempt_id in ids}
-            for step_row in session.scalars(
-                select(StepRow).where(StepRow.attempt_id.in_(ids)).order_by(StepRow.started_at, StepRow.id)
-            ):
-                steps[step_row.attempt_id].append(_step(step_row))
-            scans: dict[str, list[ScanSummary]] = {attempt_id: [] for attempt_id in ids}
-            for scan_row in session.scalars(
-                select(ScanRow)
-                .options(defer(ScanRow.report_json))  # reports can be megabytes; the list view shows counts
-                .where(ScanRow.attempt_id.in_(ids))
-                .order_by(ScanRow.at, ScanRow.id)
-            ):
-                scans[scan_row.attempt_id].append(_scan(scan_row))
             return ObjectHistory(
                 namespace=namespace,
                 name=name,
-                rollouts=tuple(
-                    AttemptHistory(attempt=_attempt(row), steps=tuple(steps[row.id]), scans=tuple(scans[row.id]))
-                    for row in rollouts
-                ),
-                reverts=tuple(_revert(row) for row in reverts),
+                rollouts=_with_steps_and_scans(session, rollouts),
+                reverts=tuple(rows.revert(row) for row in reverts),
+                cleanups=tuple(rows.cleanup(row) for row in cleanups),
+            )
+
+    def revision_history(self, namespace: str, name: str, revision: str, limit: int = 20) -> RevisionHistory | None:
+        """The newest `limit` attempts, reverts and refused releases' log lines of one revision of namespace/name;
+        None if the store knows nothing of that revision."""
+        with self._sessions() as session:
+            rollouts = session.scalars(
+                select(RolloutRow)
+                .where(RolloutRow.namespace == namespace, RolloutRow.name == name, RolloutRow.revision == revision)
+                .order_by(RolloutRow.started_at.desc(), RolloutRow.id.desc())
+                .limit(limit)
+            ).all()
+            reverts = session.scalars(
+                select(RevertRow)
+                .where(
+                    RevertRow.namespace == namespace,
+                    RevertRow.name == name,
+                    (RevertRow.from_revision == revision) | (RevertRow.to_revision == revision),
+                )
+                .order_by(RevertRow.at.desc(), RevertRow.id.desc())
+                .limit(limit)
+            ).all()
+            # Log rows carry the uid only (a revert's release has no attempt): the object's uids come from its rollouts.
+            uids = select(RolloutRow.uid).where(RolloutRow.namespace == namespace, RolloutRow.name == name).distinct()
+            logs = session.scalars(
+                select(CandidateLogRow)
+                .where(CandidateLogRow.uid.in_(uids), CandidateLogRow.revision == revision)
+                .order_by(CandidateLogRow.at.desc(), CandidateLogRow.id.desc())
+                .limit(limit)
+            ).all()
+            if not rollouts and not reverts and not logs:
+                return None
+            return RevisionHistory(
+                namespace=namespace,
+                name=name,
+                revision=revision,
+                rollouts=_with_steps_and_scans(session, rollouts),
+                reverts=tuple(rows.revert(row) for row in reverts),
+                logs=tuple(rows.candidate_logs(row) for row in logs),
             )
 
     def health_windows(self, uid: str, limit: int = 100) -> list[HealthWindow]:
         """The newest `limit` health windows of one object, newest first."""
         with self._sessions() as session:
-            rows = session.scalars(
+            windows = session.scalars(
                 select(HealthWindowRow)
                 .where(HealthWindowRow.uid == uid)
                 .order_by(HealthWindowRow.window_start.desc(), HealthWindowRow.id.desc())
                 .limit(limit)
             ).all()
-            return [
-                HealthWindow(
-                    uid=row.uid,
-                    namespace=row.namespace,
-                    name=row.name,
-                    window_start=row.window_start,
-                    window_end=row.window_end,
-                    probes_ok=row.probes_ok,
-                    probes_failed=row.probes_failed,
-                    latency_p50_ms=row.latency_p50_ms,
-                    latency_p90_ms=row.latency_p90_ms,
-                    latency_p99_ms=row.latency_p99_ms,
-                    cpu_ratio=row.cpu_ratio,
-                    memory_bytes=row.memory_bytes,
-                    revision=row.revision,
-                )
-                for row in rows
-            ]
+            return [rows.health_window(row) for row in windows]
 
     def purge(self, before: datetime) -> int:
         """Delete every row older than `before` (retention); returns how many rows went."""
@@ -326,6 +228,8 @@ class HistoryStore:
                 delete(ScanRow).where(ScanRow.at < before),
                 delete(HealthWindowRow).where(HealthWindowRow.window_end < before),
                 delete(RevertRow).where(RevertRow.at < before),
+                delete(CleanupRow).where(CleanupRow.at < before),
+                delete(CandidateLogRow).where(CandidateLogRow.at < before),
                 delete(RolloutRow).where(RolloutRow.started_at < before),
             ):
                 deleted += session.connection().execute(statement).rowcount
@@ -336,7 +240,7 @@ class HistoryStore:
         with self._sessions() as session:
             return {
                 model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
-                for model in (RolloutRow, StepRow, ScanRow, HealthWindowRow, RevertRow)
+                for model in (RolloutRow, StepRow, ScanRow, HealthWindowRow, RevertRow, CleanupRow, CandidateLogRow)
             }
 
     def dispose(self) -> None:

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -51,7 +52,12 @@ class DockerEngine:
 
     @property
     def host(self) -> str:
-        return f"unix://{self.socket}"
+        return self.host_of(self.root)
+
+    @staticmethod
+    def host_of(root: Path) -> str:
+        """The DOCKER_HOST of the engine that runs (or will run) under `root`."""
+        return f"unix://{root.resolve() / 'docker.sock'}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -63,8 +69,12 @@ class DockerEngine:
         return self.root / "dockerd.log"
 
     @classmethod
-    def start(cls, root: Path, timeout: float = START_TIMEOUT_S) -> DockerEngine:
-        """Start dockerd under `root` (created if missing) and return once `docker version` answers."""
+    def start(cls, root: Path, timeout: float = START_TIMEOUT_S,
+              spawned: Callable[[int], None] | None = None) -> DockerEngine:
+        """Start dockerd under `root` (created if missing) and return once `docker version` answers.
+
+        `spawned(pid)` is called as soon as dockerd runs, before it is ready, for a watchdog that must stop it.
+        """
         dockerd, docker = _require_binaries()
         if os.geteuid() != 0:
             raise DockerEngineError(
@@ -106,6 +116,8 @@ class DockerEngine:
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         engine = cls(root=root, pid=process.pid, _process=process)
+        if spawned is not None:
+            spawned(process.pid)
         try:
             engine._wait_ready(docker, timeout)
         except BaseException:

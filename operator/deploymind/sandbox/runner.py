@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -22,15 +23,19 @@ from typing import Any
 import yaml
 
 from deploymind.api.crd import render_crd
+from deploymind.cli_history import DEFAULT_OPERATOR_NAMESPACE, DEFAULT_OPERATOR_PORT, DEFAULT_OPERATOR_SERVICE
 from deploymind.controller.hooks import Hooks
 from deploymind.controller.operator import Endpoints, run_operator
-from deploymind.sandbox.apiserver import ApiServer
 from deploymind.sandbox.apply import apply_documents
 from deploymind.sandbox.docker_engine import DockerEngine
+from deploymind.sandbox.kube.apiserver import ApiServer
+from deploymind.sandbox.reaper import Reaper, remove_app_containers
 from deploymind.sandbox.watch import StatusPrinter
 from deploymind.settings import Settings
 
 SANDBOX_URL = "file://SANDBOX/"
+# How long a stopping operator may take (an interrupted release unwinds) before its app containers are removed anyway.
+OPERATOR_STOP_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -76,44 +81,68 @@ def load_documents(paths: Sequence[Path], state_dir: Path) -> list[dict[str, Any
     return docs
 
 
+def operator_service(http_port: int) -> list[dict[str, Any]]:
+    """What `deploymind history` reaches through the API server's service proxy, named as a cluster install names
+    it: Service `deploymind`, port `http`, in `deploymind-system`. Its targetPort is the operator's HTTP port, where
+    the emulator forwards on 127.0.0.1."""
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DEFAULT_OPERATOR_NAMESPACE}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": DEFAULT_OPERATOR_SERVICE, "namespace": DEFAULT_OPERATOR_NAMESPACE,
+                      "labels": {"app.kubernetes.io/name": "deploymind"}},
+         "spec": {"ports": [{"name": DEFAULT_OPERATOR_PORT, "port": 8080, "targetPort": http_port,
+                             "protocol": "TCP"}]}},
+    ]
+
+
 async def run_sandbox(options: SandboxOptions) -> int:
     state = options.state_dir.resolve()
     state.mkdir(parents=True, exist_ok=True)
-    engine = None
-    docker_host = options.docker_host
-    if docker_host is None:
-        print("starting a private Docker engine …", flush=True)
-        engine = await asyncio.to_thread(DockerEngine.start, state / "docker")
-        docker_host = engine.host
-    if options.apps is not None and options.apps.is_dir():
-        await asyncio.to_thread(seed_app_repos, options.apps, state / "repos")
-    api = ApiServer(port=options.port, crds=[render_crd()]).start()
-    kubeconfig = api.write_kubeconfig(state / "kubeconfig")
-    settings = Settings(state_dir=state / "operator", host_dir=str(state / "host"), allow_local_transport=True,
-                        local_docker_host=docker_host)
-    stop = asyncio.Event()
-    ready = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    operator = asyncio.create_task(run_operator(
-        settings, kubeconfig=str(kubeconfig), endpoints=Endpoints(port=options.http_port),
-        hooks=options.extra_hooks, stop_flag=stop, ready_flag=ready))
-    printer = StatusPrinter(str(kubeconfig))
+    engine_root = None if options.docker_host is not None else state / "docker"
+    docker_host = options.docker_host or DockerEngine.host_of(state / "docker")
+    # Started before anything it cleans up: a sandbox killed at any point leaves no engine and no container running.
+    reaper = Reaper.start(state / "reaper.log", docker_host, engine_root)
+    engine: DockerEngine | None = None
+    api: ApiServer | None = None
+    operator: asyncio.Task[None] | None = None
     watcher: asyncio.Task[None] | None = None
+    stop = asyncio.Event()
     try:
+        if engine_root is not None:
+            print("starting a private Docker engine …", flush=True)
+            engine = await asyncio.to_thread(DockerEngine.start, engine_root, spawned=reaper.engine_spawned)
+        if options.apps is not None and options.apps.is_dir():
+            await asyncio.to_thread(seed_app_repos, options.apps, state / "repos")
+        api = ApiServer(port=options.port, crds=[render_crd()]).start()
+        for obj in operator_service(options.http_port):
+            api.create(obj)
+        kubeconfig = api.write_kubeconfig(state / "kubeconfig")
+        settings = Settings(state_dir=state / "operator", host_dir=str(state / "host"), allow_local_transport=True,
+                            allow_file_repos=True, local_docker_host=docker_host)
+        ready = asyncio.Event()
+        reaper.apps_may_run()
+        operator = asyncio.create_task(run_operator(
+            settings, kubeconfig=str(kubeconfig), endpoints=Endpoints(port=options.http_port),
+            hooks=options.extra_hooks, stop_flag=stop, ready_flag=ready))
         await _first_of(ready.wait(), operator)
+        if operator.done():
+            return 0  # signalled while starting
+        # Kopf installs its own handlers as it starts. Ours set `stop`, which stops Kopf and the status printer
+        # together: with Kopf's, the printer would run on and Kopf would wait 5 s for it as a hung task.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         print(f"sandbox ready: KUBECONFIG={kubeconfig}", flush=True)
         operator_url = f"http://127.0.0.1:{options.http_port}"
         print(f"  operator health: {operator_url}/healthz", flush=True)
         print(f"  metrics: {operator_url}/metrics", flush=True)
-        print(f"  history: {operator_url}/history/<namespace>/<name>  "
-              f"(or: deploymind history NAME -n NAMESPACE --url {operator_url})", flush=True)
+        print(f"  history: KUBECONFIG={kubeconfig} deploymind history NAME -n NAMESPACE  "
+              f"(or {operator_url}/history/<namespace>/<name>)", flush=True)
         if options.apply:
             for line in await asyncio.to_thread(apply_documents, str(kubeconfig),
                                                 load_documents(options.apply, state)):
                 print(line, flush=True)
-        watcher = asyncio.create_task(printer.run(stop))
+        watcher = asyncio.create_task(StatusPrinter(str(kubeconfig)).run(stop))
         await _first_of(stop.wait(), operator)
     finally:
         stop.set()
@@ -121,40 +150,39 @@ async def run_sandbox(options: SandboxOptions) -> int:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(operator, 30)
-        removed = await asyncio.to_thread(remove_app_containers, docker_host)
-        print(f"sandbox stopped; removed {removed} app container(s)", flush=True)
-        api.stop()
+        if operator is not None:  # only an operator that ran can have started app containers
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(operator, OPERATOR_STOP_TIMEOUT_S)
+            removed = await asyncio.to_thread(remove_app_containers, docker_host)
+            print(f"sandbox stopped; removed {removed} app container(s)", flush=True)
+        if api is not None:
+            api.stop()
         if engine is not None:
             await asyncio.to_thread(engine.stop)
+        reaper.release()
     return 0
 
 
 async def _first_of(awaitable: Any, task: asyncio.Task[None]) -> None:
+    """Wait for `awaitable` or the operator's end; an operator that failed raises its error here."""
     waiter = asyncio.ensure_future(awaitable)
     await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
     if task.done() and not waiter.done():
         waiter.cancel()
-        task.result()  # the operator stopped early: show why
-        raise RuntimeError("the operator stopped")
-
-
-def remove_app_containers(docker_host: str) -> int:
-    """Remove every container DeployMind started on this engine (they carry the deploymind.io/uid label)."""
-    env = {**os.environ, "DOCKER_HOST": docker_host}
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=deploymind.io/uid"], env=env,
-                         capture_output=True, text=True, check=False).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], env=env, capture_output=True, check=False)
-    return len(ids)
+        task.result()
 
 
 def main(options: SandboxOptions) -> int:
     try:
-        return asyncio.run(run_sandbox(options))
+        code = asyncio.run(run_sandbox(options))
     except KeyboardInterrupt:
-        return 130
+        code = 130
     except Exception as e:  # the sandbox is a user's first contact: say what failed, not a traceback
         print(f"sandbox failed: {e}", file=sys.stderr)
-        return 1
+        code = 1
+    # Everything the sandbox owns is stopped by now. The interpreter's own teardown would then spend 2-3 s collecting
+    # the heap (Kopf, the Kubernetes client, the emulator) before the process ends: a Ctrl-C need not wait for that.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

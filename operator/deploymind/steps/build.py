@@ -51,6 +51,9 @@ async def build(ctx: StepContext, target: Desired) -> None:
     if result.result == BuildOutcome.BUILD_FAILED:
         # The Dockerfile or the source is wrong: only a new revision helps.
         raise Stalled(reasons.BUILD_FAILED, f"building {target.revision} failed: {message}")
+    if result.result == BuildOutcome.UNSAFE_SOURCE:
+        # The host found a symlink leading out of the tree (the source step should have): only a new commit helps.
+        raise Stalled(reasons.UNSAFE_SOURCE, f"the host refused to build {target.revision}: {message}")
     if result.result == BuildOutcome.DISK_FULL:
         raise Waiting(reasons.DISK_FULL, message)
     raise Waiting(reasons.BUILD_FAILED, message)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from deploymind.api.conditions import Conditions
 from deploymind.api.spec import DeploymentSpec
-from deploymind.api.status import DeploymentStatus
+from deploymind.api.status import DeploymentStatus, RunRecord
 from deploymind.settings import Settings
 from deploymind.transport.base import Transport
 
@@ -24,6 +24,11 @@ class Desired:
     digest: str | None = None
     tarball: Path | None = None
     config: str = ""
+    run: RunRecord | None = None
+    """How it runs; None: as the current spec's container settings say."""
+    kept: bool = False
+    """Released exactly as it ran before (a revert, `rollback-to`, a repair): `run` and the env file the host kept
+    for it, nothing from the current spec."""
 
 
 class Reporter(Protocol):
@@ -31,6 +36,9 @@ class Reporter(Protocol):
 
     def step(self, name: str, outcome: str, message: str, seconds: float) -> None:
         """`outcome` is the host's CamelCase result word (Built, Present, Released, CandidateUnhealthy, …)."""
+
+    def logs(self, revision: str, lines: Sequence[str]) -> None:
+        """The last log lines (scrubbed on the host) of a refused revision's container: for the history only."""
 
 
 @dataclass
@@ -53,6 +61,8 @@ class StepContext:
     """The operator's HMAC key for the env part of revision ids (controller.revisionkey)."""
     trigger: str = "SpecChange"
     desired: Desired | None = None
+    redeploy_token: str | None = None
+    """The `deploymind.io/requested-at` token this rollout acts on (it names the host job)."""
     checkpoint: Callable[[], Awaitable[None]] | None = None
     """Called between steps: writes visible progress and stops a superseded rollout (raises Superseded)."""
     reporter: Reporter | None = None

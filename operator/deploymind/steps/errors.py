@@ -13,11 +13,12 @@ class StepError(Exception):
 
 
 class Stalled(StepError):
-    """Retrying cannot help until the spec (or a referenced object) changes. Becomes kopf.PermanentError."""
+    """Retrying cannot help until the spec, an annotation or a referenced Secret changes: the actor does not retry
+    (kstatus: Stalled=True)."""
 
 
 class Waiting(StepError):
-    """Retry after `delay` seconds (None: the controller's backoff). Becomes kopf.TemporaryError."""
+    """Retry after `delay` seconds (None: the actor's backoff); meanwhile Reconciling=True, ProgressingWithRetry."""
 
     def __init__(self, reason: str, message: str, delay: float | None = None) -> None:
         super().__init__(reason, message)

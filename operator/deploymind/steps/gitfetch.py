@@ -4,9 +4,14 @@ tarball cached by SHA whose sha256 is the tree digest.
 Plain data in, plain data out, typed errors; no Kopf or Kubernetes here, so the source step decides what an error
 means for the Deployment (a missing ref needs the user, an unreachable repository is retried).
 
+Before Git runs, the URL must pass the operator's repository rules (`commands.git.access_refusal`): a
+namespace's users choose it, so it never reaches the operator's own files, SSH identity or a clear-text channel
+for a token. Git itself is held to the same rules: only the URL's protocol is enabled, and ssh runs without the
+operator's ssh config, keys or agent.
+
 A private repository's token reaches Git only through `GIT_ASKPASS`: a helper script in a private temporary
-directory that prints the token from an environment variable. The token is never in argv, in the helper file,
-in logs or in an error message.
+directory that prints the token from an environment variable. An SSH URL's deploy key is written to a file in
+such a directory for the one run. Neither is ever in argv, in the helper file, in logs or in an error message.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import tempfile
@@ -25,15 +31,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from deploymind.api.reasons import AUTHENTICATION_FAILED, INVALID_SPEC, REF_NOT_FOUND, REPOSITORY_UNREACHABLE
+from deploymind.api.reasons import (
+    AUTHENTICATION_FAILED,
+    HOST_KEY_REJECTED,
+    INVALID_SPEC,
+    REF_NOT_FOUND,
+    REPOSITORY_NOT_ALLOWED,
+    REPOSITORY_UNREACHABLE,
+)
 from deploymind.commands import git
 
 __all__ = [
     "AUTHENTICATION_FAILED",
+    "HOST_KEY_REJECTED",
     "INVALID_SPEC",
     "REF_NOT_FOUND",
+    "REPOSITORY_NOT_ALLOWED",
     "REPOSITORY_UNREACHABLE",
     "GitFetchError",
+    "Policy",
     "Tarball",
     "askpass",
     "fetch_tarball",
@@ -53,6 +69,7 @@ _AUTH_MARKERS = (
     "returned error: 403",
     "invalid username or password",
 )
+_HOST_KEY_MARKERS = ("host key verification failed",)
 _MISSING_COMMIT_MARKERS = (
     "not our ref",
     "couldn't find remote ref",
@@ -70,9 +87,21 @@ class Tarball:
     size: int
 
 
+@dataclass(frozen=True)
+class Policy:
+    """What the operator lets a Deployment's repository use: the operator's settings, never the spec's."""
+
+    allow_file: bool = False
+    """file:// URLs and plain paths read the operator's own filesystem: only with --allow-file-repos."""
+    known_hosts: Path | None = None
+    """Host keys of SSH repository hosts (the system's /etc/ssh/ssh_known_hosts is read as well)."""
+
+
 class GitFetchError(Exception):
     """Git could not give us the commit; `message` says what to do. Reasons: RefNotFound, AuthenticationFailed,
-    InvalidSpec (source.repo is no repository; these three need the user) and RepositoryUnreachable (retry)."""
+    InvalidSpec (source.repo is no repository), RepositoryNotAllowed (the operator's repository rules refuse the
+    URL; these four need the user), HostKeyRejected (the operator lacks the SSH host's key) and
+    RepositoryUnreachable (retry)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -80,16 +109,24 @@ class GitFetchError(Exception):
         self.message = message
 
 
-async def resolve_ref(url: str, ref: str, *, token: str | None = None, timeout: float = 60.0) -> str:  # noqa: ASYNC109
+async def resolve_ref(
+    url: str,
+    ref: str,
+    *,
+    token: str | None = None,
+    policy: Policy | None = None,
+    timeout: float = 60.0,  # noqa: ASYNC109
+) -> str:
     """The commit SHA that `ref` (branch, tag or full SHA) names in the repository `url` right now.
 
     A full SHA is returned as is, without asking the remote: it cannot move, and `fetch_tarball` reports it
-    when the repository does not have it.
+    when the repository does not have it. The URL must pass `policy` either way.
     """
+    policy = policy or Policy()
+    remote = _remote(url, token, policy)
     if git.is_full_sha(ref.lower()):
         return ref.lower()
-    remote = _remote(url)
-    with _git_env(token) as env:
+    with _git_env(remote, token, policy) as env:
         code, out, err = await _run(git.ls_remote(remote, ref), env=env, limit=timeout, what=f"resolving {ref!r}")
     if code != 0:
         raise _classify(err, remote, token)
@@ -108,13 +145,17 @@ async def fetch_tarball(
     sha: str,
     *,
     token: str | None = None,
+    policy: Policy | None = None,
     cache_dir: Path,
     timeout: float = 300.0,  # noqa: ASYNC109
     cache_max_bytes: int | None = None,
 ) -> Tarball:
     """The tarball of commit `sha` (`git archive --format=tar`), fetched once and then served from `cache_dir`.
 
-    With `cache_max_bytes`, a fetch that adds a tarball prunes the cache back to that size (`prune_cache`)."""
+    The URL must pass `policy` even when the cache has the commit. With `cache_max_bytes`, a fetch that adds a
+    tarball prunes the cache back to that size (`prune_cache`)."""
+    policy = policy or Policy()
+    remote = _remote(url, token, policy)
     sha = sha.lower()
     if not git.is_full_sha(sha):
         raise GitFetchError(REF_NOT_FOUND, f"{sha!r} is not a full commit SHA: resolve the ref first")
@@ -123,14 +164,13 @@ async def fetch_tarball(
     if cached is not None:
         return cached
 
-    remote = _remote(url)
     deadline = asyncio.get_running_loop().time() + timeout
     # The work directory sits in cache_dir so the finished tarball is renamed into place atomically: a reader
     # (or a crash) never sees half a tarball under its final name.
     work = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=cache_dir))
     try:
         repo = str(work / "repo")
-        with _git_env(token) as env:
+        with _git_env(remote, token, policy) as env:
             await _checked(git.init_bare(repo), "creating a work repository", env=env, deadline=deadline, token=token)
             code, _, err = await _run(
                 git.fetch_commit(repo, remote, sha), env=env, limit=_left(deadline), what=f"fetching {sha[:12]}"
@@ -196,47 +236,79 @@ def askpass(token: str) -> Iterator[dict[str, str]]:
     The helper is written with mode 0700 into a fresh directory only we can enter; it holds no secret itself
     (it prints `$DEPLOYMIND_GIT_TOKEN`), and the directory is removed on exit.
     """
-    directory = tempfile.mkdtemp(prefix="deploymind-askpass-")  # mkdtemp creates it with mode 0700
-    try:
-        helper = Path(directory) / "askpass.sh"
-        fd = os.open(helper, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
-        with os.fdopen(fd, "w") as file:
-            file.write(git.askpass_script(TOKEN_ENV))
+    with _private_dir("deploymind-askpass-") as directory:
+        helper = directory / "askpass.sh"
+        _write_private(helper, git.askpass_script(TOKEN_ENV), 0o700)
         yield {"GIT_ASKPASS": str(helper), TOKEN_ENV: token}
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def _git_env(token: str | None) -> Iterator[dict[str, str]]:
-    """The environment for one git run: the operator's own Git configuration and prompts are out of play."""
+def _ssh_identity(key: str | None, known_hosts: Path | None) -> Iterator[dict[str, str]]:
+    """Environment entries that make Git's ssh log in with the deploy key `key` only (none: with no key at all),
+    to a host that `known_hosts` lists, valid inside the `with`. The key file (0600) lives in a fresh private
+    directory that is removed on exit."""
+    hosts = str(known_hosts) if known_hosts is not None else os.devnull
+    if key is None:
+        yield {"GIT_SSH_COMMAND": shlex.join(git.ssh_command(None, hosts))}
+        return
+    with _private_dir("deploymind-ssh-") as directory:
+        identity = directory / "id"
+        # A Secret's value loses its final newline on the way (it is stripped); ssh refuses a key without one.
+        _write_private(identity, key.rstrip("\n") + "\n", 0o600)
+        yield {"GIT_SSH_COMMAND": shlex.join(git.ssh_command(str(identity), hosts))}
+
+
+@contextlib.contextmanager
+def _git_env(remote: str, token: str | None, policy: Policy) -> Iterator[dict[str, str]]:
+    """The environment for one git run against `remote`: the operator's own Git configuration, prompts, SSH
+    keys and agent are out of play; `token` is an https token, or the deploy key of an SSH URL."""
     # Git's TLS settings (a CA bundle, say) pass through; every other GIT_* variable could redirect the run
-    # (GIT_DIR, GIT_CONFIG_*), prompt, or trace request headers into logs (GIT_TRACE_CURL).
+    # (GIT_DIR, GIT_CONFIG_*, GIT_ALLOW_PROTOCOL), prompt, or trace request headers into logs (GIT_TRACE_CURL);
+    # SSH_AUTH_SOCK would hand ssh the operator's agent.
     env = {
         key: value
         for key, value in os.environ.items()
-        if key.startswith("GIT_SSL_") or not key.startswith(("GIT_", "SSH_ASKPASS"))
+        if key.startswith("GIT_SSL_") or not key.startswith(("GIT_", "SSH_"))
     }
     env.update(
         GIT_TERMINAL_PROMPT="0",
         GIT_CONFIG_NOSYSTEM="1",
         GIT_CONFIG_GLOBAL=os.devnull,
-        GIT_SSH_COMMAND="ssh -o BatchMode=yes",
         LC_ALL="C",  # the error classification reads Git's English messages
     )
     env.pop(TOKEN_ENV, None)
-    if not token:
+    over_ssh = git.protocol(remote) == "ssh"
+    with contextlib.ExitStack() as stack:
+        env.update(stack.enter_context(_ssh_identity(token if over_ssh else None, policy.known_hosts)))
+        if token and not over_ssh:
+            env.update(stack.enter_context(askpass(token)))
         yield env
-        return
-    with askpass(token) as extra:
-        yield {**env, **extra}
 
 
-def _remote(url: str) -> str:
+@contextlib.contextmanager
+def _private_dir(prefix: str) -> Iterator[Path]:
+    directory = tempfile.mkdtemp(prefix=prefix)  # mkdtemp creates it with mode 0700
     try:
-        return git.repo_url(url)
+        yield Path(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _write_private(path: Path, text: str, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+
+
+def _remote(url: str, token: str | None, policy: Policy) -> str:
+    try:
+        remote = git.repo_url(url)
     except ValueError as error:
         raise GitFetchError(INVALID_SPEC, str(error)) from None
+    refusal = git.access_refusal(remote, credentials=token is not None, allow_file=policy.allow_file)
+    if refusal is not None:
+        raise GitFetchError(REPOSITORY_NOT_ALLOWED, refusal)
+    return remote
 
 
 async def _checked(
@@ -294,9 +366,17 @@ def _classify(stderr: str, remote: str, token: str | None) -> GitFetchError:
     detail = _redact(_last_fatal(stderr), token)
     where = _redact(remote, token)
     lowered = stderr.lower()
+    over_ssh = git.protocol(remote) == "ssh"
+    if over_ssh and any(marker in lowered for marker in _HOST_KEY_MARKERS):
+        return GitFetchError(
+            HOST_KEY_REJECTED,
+            f"the SSH host of {where} is not in the operator's known hosts for repositories ({detail}): an "
+            "administrator verifies its key and adds it to git_known_hosts in the operator's state directory",
+        )
     if any(marker in lowered for marker in _AUTH_MARKERS):
+        credential = "deploy key" if over_ssh else "token"
         hint = (
-            "check the token in the Secret named by source.credentialsSecretRef (it needs read access)"
+            f"check the {credential} in the Secret named by source.credentialsSecretRef (it needs read access)"
             if token
             else "the repository needs credentials: set source.credentialsSecretRef to a Secret holding a token"
         )

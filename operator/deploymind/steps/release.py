@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from deploymind.api import reasons
 from deploymind.api.conditions import F, T
-from deploymind.api.status import ConditionType
-from deploymind.commands.release import ReleaseParams, release_script
+from deploymind.api.spec import DeploymentSpec
+from deploymind.api.status import ConditionType, RunRecord
+from deploymind.commands.release import ReleaseParams, env_payload, release_script
 from deploymind.commands.results import ReleaseOutcome, ScriptOutputError, parse_release
 from deploymind.steps.context import Desired, StepContext
 from deploymind.steps.errors import Waiting
@@ -29,51 +30,56 @@ class Released:
     message: str
 
 
-def env_file(env: dict[str, str]) -> bytes:
-    """The env file the host writes with mode 0600: the only way env values leave the operator."""
-    return "".join(f"{k}={v}\n" for k, v in sorted(env.items())).encode()
-
-
 def attempt_id(ctx: StepContext, target: Desired, purpose: str, nonce: str = "") -> str:
     """Stable for one rollout across operator restarts (so a re-run re-attaches to the host's job), new for a retry
     or a redeploy request. A revert or a repair passes a nonce: each one must really run on the host, never read
     back an earlier job's result for the same revision."""
     status = ctx.status
-    key = "|".join([purpose, str(ctx.generation), status.last_handled_reconcile_at or "", status.handled_retry or "",
-                    target.revision, nonce])
+    key = "|".join([purpose, str(ctx.generation), ctx.redeploy_token or status.last_handled_reconcile_at or "",
+                    status.handled_retry or "", target.revision, nonce])
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def keep_images(ctx: StepContext, target: Desired) -> tuple[str, ...]:
-    # The target becomes the newest history entry: with it, the host keeps revisionHistoryLimit revisions, not one more.
-    recent = [target.image, *(h.image for h in ctx.status.history if h.image != target.image)]
-    images = recent[: ctx.spec.revision_history_limit]
-    if ctx.status.last_good:
-        images.append(ctx.status.last_good.image)
-    return tuple(dict.fromkeys(images))
+def keep(ctx: StepContext, target: Desired) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The images and revisions (release directories with their env files) the host keeps: the target becomes the
+    newest history entry, so the host keeps revisionHistoryLimit revisions, not one more; and last good, and a
+    revert's target."""
+    entries = [(target.revision, target.image),
+               *((h.id, h.image) for h in ctx.status.history if h.id != target.revision)]
+    entries = entries[: ctx.spec.revision_history_limit]
+    for extra in (ctx.status.last_good, ctx.status.revert.to if ctx.status.revert else None, ctx.status.revision):
+        if extra is not None:
+            entries.append((extra.id, extra.image))
+    return tuple(dict.fromkeys(i for _, i in entries)), tuple(dict.fromkeys(r for r, _ in entries))
 
 
 async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", nonce: str = "",
                   image_may_be_missing: bool = False) -> Released:
     """Release `target` on the host in one round trip (the host job verifies the candidate before it switches).
 
+    The spec's own revision is released with the env just resolved (on stdin, digest-checked on the host, kept
+    there as the revision's env file); a kept revision (`target.kept`: a revert, `rollback-to`, a repair) with the
+    env file and container settings it ran with, nothing from the current spec.
     With `image_may_be_missing`, a host without the image answers Released(ok=False, reason ImageMissing) so the
     caller can build it; otherwise that is Waiting(ImageMissing)."""
     spec = ctx.spec
-    resources = spec.container.resources
+    run_as = target.run if target.run is not None else run_record(spec)
+    images, revisions = keep(ctx, target)
     params = ReleaseParams(
         uid=ctx.uid, namespace=ctx.namespace, name=ctx.name, revision=target.revision, image=target.image,
-        port=spec.container.port, host_dir=ctx.settings.host_dir, attempt=attempt_id(ctx, target, purpose, nonce),
+        port=run_as.port, host_dir=ctx.settings.host_dir, attempt=attempt_id(ctx, target, purpose, nonce),
         health_path=spec.health_check.path, probe_timeout_s=spec.health_check.timeout_seconds,
         startup_timeout_s=spec.health_check.startup_timeout_seconds,
-        memory=resources.memory if resources else None,
-        cpus=f"{resources.cpus:g}" if resources and resources.cpus else None,
-        keep_images=keep_images(ctx, target), min_free_disk_mb=ctx.settings.min_free_disk_mb)
+        memory=run_as.memory, cpus=f"{run_as.cpus:g}" if run_as.cpus else None,
+        keep_images=images, keep_revisions=revisions, min_free_disk_mb=ctx.settings.min_free_disk_mb,
+        init=run_as.init, stop_grace_s=run_as.stop_grace_period_seconds, env_from_stdin=not target.kept,
+        secret_env_names=tuple(sorted(e.name for e in spec.container.env if e.value_from is not None)))
     ctx.conditions.set(ConditionType.RELEASED, F, reasons.RELEASING, f"releasing {target.revision}")
     await ctx.safe_point()
     started = time.monotonic()
-    run = await ctx.transport.run(release_script(params), stdin=env_file(ctx.env),
-                                  timeout=spec.health_check.startup_timeout_seconds + RELEASE_SLACK_S)
+    run = await ctx.transport.run(release_script(params), stdin=None if target.kept else env_payload(ctx.env),
+                                  timeout=spec.health_check.startup_timeout_seconds
+                                  + run_as.stop_grace_period_seconds + RELEASE_SLACK_S)
     try:
         result = parse_release(run.text())
     except ScriptOutputError as e:
@@ -83,14 +89,23 @@ async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", n
     if result.ok:
         took = f" in {result.timings.total_s:.1f} s" if result.timings.total_s is not None else ""
         ctx.conditions.set(ConditionType.RELEASED, T, reasons.RELEASED if result.result == ReleaseOutcome.RELEASED
-                           else reasons.UNCHANGED, f"{target.revision} serves on port {spec.container.port}{took}")
+                           else reasons.UNCHANGED, f"{target.revision} serves on port {run_as.port}{took}")
         return Released(True, reasons.RELEASED, result.message)
     if result.result in (ReleaseOutcome.CANDIDATE_UNHEALTHY, ReleaseOutcome.SWITCH_FAILED):
-        logs = "\n".join(result.logs[-10:])
+        # Log lines stay out of status and Events (read far more widely than Secrets): they go to the history.
+        if ctx.reporter and result.logs:
+            ctx.reporter.logs(target.revision, result.logs)
         message = (f"revision {target.revision} was refused: {result.message}; the previous container keeps serving"
-                   + (f". Last log lines:\n{logs}" if logs else ""))
+                   + (f"; its last log lines: deploymind history {ctx.name} -n {ctx.namespace} "
+                      f"--revision {target.revision}" if result.logs else ""))
         ctx.conditions.set(ConditionType.RELEASED, F, str(result.result), message)
         return Released(False, str(result.result), message)
+    if result.result == ReleaseOutcome.ENV_MISSING:
+        ctx.conditions.set(ConditionType.RELEASED, F, reasons.REVISION_ENV_MISSING, result.message)
+        return Released(False, reasons.REVISION_ENV_MISSING, result.message)
+    if result.result == ReleaseOutcome.ENV_INCOMPLETE:
+        ctx.conditions.set(ConditionType.RELEASED, F, reasons.ENV_INCOMPLETE, result.message)
+        raise Waiting(reasons.ENV_INCOMPLETE, result.message)
     if result.result == ReleaseOutcome.IMAGE_MISSING:
         ctx.conditions.set(ConditionType.RELEASED, F, reasons.IMAGE_MISSING, result.message)
         if image_may_be_missing:
@@ -99,3 +114,12 @@ async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", n
     reason = reasons.DISK_FULL if result.result == ReleaseOutcome.DISK_FULL else reasons.RELEASE_FAILED
     ctx.conditions.set(ConditionType.RELEASED, F, reason, result.message)
     raise Waiting(reason, result.message)
+
+
+def run_record(spec: DeploymentSpec) -> RunRecord:
+    """How the current spec says the container runs (what a revision of this spec keeps as its record)."""
+    container = spec.container
+    resources = container.resources
+    return RunRecord(port=container.port, memory=resources.memory if resources else None,
+                     cpus=resources.cpus if resources else None, init=container.init,
+                     stop_grace_period_seconds=container.stop_grace_period_seconds)

@@ -15,11 +15,12 @@ import hmac
 import json
 from collections.abc import Mapping
 
-from deploymind.api.spec import DeploymentSpec
+from deploymind.api.spec import DEFAULT_STOP_GRACE_SECONDS, DeploymentSpec
 
 
 def config_hash(spec: DeploymentSpec, env: Mapping[str, str], key: bytes) -> str:
-    """sha256 over the build settings, the keyed HMAC of the resolved env, the port, the limits and the prebuilt image."""
+    """sha256 over the build settings, the keyed HMAC of the resolved env, the port, the limits, the prebuilt image
+    and, when not default, the init and stop grace."""
     if not key:
         raise ValueError("config_hash needs the revision key (controller.revisionkey.load_or_create)")
     build = spec.build.wire() if spec.build else None
@@ -31,6 +32,14 @@ def config_hash(spec: DeploymentSpec, env: Mapping[str, str], key: bytes) -> str
         "resources": resources,
         "image": spec.image,
     }
+    # How the container starts (init, stop grace) changes what runs, so it is in the hash; but only when it is not
+    # the default: these fields came after the others, and a hash input that changed for every object would change
+    # every revision id and redeploy every app on an operator upgrade. A default value hashes as it did before.
+    container = spec.container
+    if not container.init:
+        doc["init"] = False
+    if container.stop_grace_period_seconds != DEFAULT_STOP_GRACE_SECONDS:
+        doc["stopGracePeriodSeconds"] = container.stop_grace_period_seconds
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -1,20 +1,26 @@
 """Step `source` — owns condition SourceReady.
 
 Resolves `source.ref` to a commit with `git ls-remote` and fetches that commit into a tarball whose sha256 is the tree
-digest (or takes `image` as it is), then names the desired revision `<commit[:12]>-<config[:8]>`.
+digest (or takes `image` as it is), then names the desired revision `<commit[:12]>-<config[:8]>`. The repository URL
+must pass the operator's rules first, and a tree with a symlink (or a build path) leading out of it is refused here,
+before anything of it reaches a host.
 """
 
 from __future__ import annotations
 
+import asyncio
+import posixpath
+from pathlib import Path
+
 from deploymind.api import reasons
 from deploymind.api.conditions import F, T
 from deploymind.api.status import ConditionType
-from deploymind.steps import gitfetch
+from deploymind.steps import gitfetch, sourcetree
 from deploymind.steps.context import Desired, StepContext
 from deploymind.steps.errors import Stalled, Waiting
 from deploymind.steps.revision import built_image, config_hash, image_base, revision_id
 
-NEEDS_USER = {reasons.REF_NOT_FOUND, reasons.AUTHENTICATION_FAILED, reasons.INVALID_SPEC}
+NEEDS_USER = {reasons.REF_NOT_FOUND, reasons.AUTHENTICATION_FAILED, reasons.INVALID_SPEC, reasons.REPOSITORY_NOT_ALLOWED}
 
 
 async def source(ctx: StepContext) -> None:
@@ -27,9 +33,12 @@ async def source(ctx: StepContext) -> None:
     assert ctx.spec.source is not None  # the model guarantees exactly one of source and image
     src = ctx.spec.source
     url = src.repo  # gitfetch normalizes it (owner/name → GitHub) and refuses what is no repository
+    policy = gitfetch.Policy(allow_file=ctx.settings.allow_file_repos, known_hosts=ctx.settings.git_known_hosts)
     try:
-        commit = await gitfetch.resolve_ref(url, src.ref, token=ctx.token, timeout=ctx.settings.git_timeout_seconds)
-        tarball = await gitfetch.fetch_tarball(url, commit, token=ctx.token, cache_dir=ctx.settings.source_cache,
+        commit = await gitfetch.resolve_ref(url, src.ref, token=ctx.token, policy=policy,
+                                            timeout=ctx.settings.git_timeout_seconds)
+        tarball = await gitfetch.fetch_tarball(url, commit, token=ctx.token, policy=policy,
+                                               cache_dir=ctx.settings.source_cache,
                                                timeout=ctx.settings.git_timeout_seconds,
                                                cache_max_bytes=ctx.settings.source_cache_max_mb * 1024 * 1024)
     except gitfetch.GitFetchError as e:
@@ -37,8 +46,21 @@ async def source(ctx: StepContext) -> None:
         if e.reason in NEEDS_USER:
             raise Stalled(e.reason, e.message) from None
         raise Waiting(e.reason, e.message) from None
+    unsafe = await asyncio.to_thread(_unsafe_tree, ctx, tarball.path)
+    if unsafe is not None:
+        message = f"commit {commit[:12]} cannot be built: {unsafe}"
+        ctx.conditions.set(ConditionType.SOURCE_READY, F, reasons.UNSAFE_SOURCE, message)
+        raise Stalled(reasons.UNSAFE_SOURCE, message)
     revision = revision_id(commit, config)
     ctx.desired = Desired(revision=revision, image=built_image(ctx.uid, revision), commit=commit,
                           digest=tarball.digest, tarball=tarball.path, config=config)
     ctx.conditions.set(ConditionType.SOURCE_READY, T, reasons.RESOLVED,
                        f"{src.ref} is {commit[:12]} (tree sha256:{tarball.digest[:12]})")
+
+
+def _unsafe_tree(ctx: StepContext, tarball: Path) -> str | None:
+    context = ctx.spec.build.context if ctx.spec.build else "."
+    dockerfile = ctx.spec.build.dockerfile if ctx.spec.build else "Dockerfile"
+    build_paths = {"spec.build.context": context,
+                   "spec.build.dockerfile": posixpath.normpath(posixpath.join(context, dockerfile))}
+    return sourcetree.unsafe_reason(sourcetree.read_entries(tarball), build_paths)

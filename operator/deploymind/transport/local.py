@@ -14,8 +14,10 @@ import signal
 from collections.abc import Mapping
 
 from deploymind.transport.base import TRANSPORT_TIMEOUT, Result, TransportError
+from deploymind.transport.settle import settle, start_or_undo
 
-# How long a killed script's output may take to close before the call stops reading it.
+# How long a killed script's output may take to close before the call stops reading it (and how long a cancelled
+# call waits for its spawn to finish before it kills what was spawned).
 KILL_WAIT_S = 5.0
 
 
@@ -32,7 +34,7 @@ class LocalTransport:
 
     async def run(self, script: str, *, stdin: bytes | None = None, timeout: float = 300.0) -> Result:  # noqa: ASYNC109 - per-call limit of the protocol
         self.calls += 1
-        proc = await asyncio.create_subprocess_exec(
+        spawn = asyncio.create_subprocess_exec(
             self._shell,
             "-c",
             script,
@@ -42,6 +44,9 @@ class LocalTransport:
             env=self._env,
             start_new_session=True,
         )
+        # A cancellation while the pipes are being connected would make asyncio kill only the shell and then wait
+        # for pipes that the shell's children still hold: for ever. So the spawn finishes, then the group is killed.
+        proc = await start_or_undo(spawn, _end_group, KILL_WAIT_S)
         talk = asyncio.ensure_future(proc.communicate(stdin))
         try:
             done, _ = await asyncio.wait({talk}, timeout=timeout)
@@ -57,17 +62,30 @@ class LocalTransport:
                 # On timeout or cancellation nothing the script started in its group outlives the call. The whole
                 # group goes first, even when the shell itself is gone: a child still holding the output pipes would
                 # keep the read below waiting for ever.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                finished, _ = await asyncio.wait({talk}, timeout=KILL_WAIT_S)
-                if not finished:
-                    talk.cancel()
-                elif not talk.cancelled():
-                    talk.exception()  # retrieved: the call's own outcome (timeout, cancellation) is what counts
+                _kill_group(proc.pid)
+                try:
+                    await settle(talk, KILL_WAIT_S)
+                finally:
+                    if not talk.done():
+                        talk.cancel()
+                    elif not talk.cancelled():
+                        talk.exception()  # retrieved: the call's own outcome (timeout, cancellation) is what counts
         return Result(exit_code=_exit_code(proc.returncode), stdout=stdout, stderr=stderr)
 
     async def close(self) -> None:
         """Nothing to release: every call is its own process."""
+
+
+async def _end_group(proc: asyncio.subprocess.Process) -> None:
+    """Undo a spawn whose call was cancelled: kill all the script started and wait until its output is closed."""
+    _kill_group(proc.pid)
+    await proc.wait()
+
+
+def _kill_group(pid: int) -> None:
+    """Kill the script's whole process group (its id is the shell's pid), even when the shell itself is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _exit_code(returncode: int | None) -> int:

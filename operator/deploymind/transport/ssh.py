@@ -5,6 +5,8 @@ on stdin only). GNU `timeout` (coreutils; the host needs it) puts the script in 
 that times out or is cancelled sends it TERM, which it passes to the whole group (KILL a second later), and its own
 deadline, slightly later than ours, is the backstop when our signal cannot arrive. So a timed-out or abandoned
 call leaves nothing running on the host; a script that must outlive its call (the release) detaches itself.
+Connecting and starting the channel are never cut short half way: a call cancelled meanwhile lets them finish, then
+stops the script and closes what it opened (`settle.start_or_undo`); every wait is bounded.
 
 Only the host key lines given are trusted: no ~/.ssh/known_hosts, no ssh config, no agent. An unknown or changed
 host key is refused (`HostKeyRejected`).
@@ -17,6 +19,7 @@ import contextlib
 import shlex
 import signal
 import socket
+from collections.abc import Awaitable
 
 import asyncssh
 
@@ -28,11 +31,15 @@ from deploymind.transport.base import (
     Result,
     TransportError,
 )
+from deploymind.transport.settle import bounded, start_or_undo
 
 # The remote `timeout` fires this long after the local deadline: the local side reports the timeout, the
 # remote side is the backstop that kills the script's process group even when our signal cannot reach it.
 REMOTE_GRACE_S = 2.0
-# How long a channel close may take after a timeout before we stop waiting for it.
+# How often a call that ends early repeats its TERM until the script has ended.
+RESIGNAL_S = 0.2
+# How long a channel or connection close may take before we stop waiting for it (and how long a cancelled call
+# waits for a channel or connection it was opening, before that is undone in the background).
 CLOSE_WAIT_S = 2.0
 
 
@@ -80,7 +87,7 @@ class SSHTransport:
         """Start `command` in a new channel; a kept connection found dead is replaced once (nothing ran yet)."""
         conn, reused = await self._connection()
         try:
-            return conn, await conn.create_process(command, encoding=None)
+            return conn, await self._start(conn, command)
         except (asyncssh.Error, OSError) as error:
             if not (reused and conn.is_closed()):
                 await self._forget(conn)
@@ -88,10 +95,30 @@ class SSHTransport:
         await self._forget(conn)
         conn, _ = await self._connection()
         try:
-            return conn, await conn.create_process(command, encoding=None)
+            return conn, await self._start(conn, command)
         except (asyncssh.Error, OSError) as error:
             await self._forget(conn)
             raise self._lost(error, started=False) from None
+
+    async def _start(self, conn: asyncssh.SSHClientConnection, command: str) -> asyncssh.SSHClientProcess[bytes]:
+        """Open a channel and start `command` in it, within connect_timeout.
+
+        A cancellation meanwhile lets the start finish and then stops the process: a channel cancelled while it
+        opens could run the command with nobody left to stop it. A host that keeps the connection open but does not
+        start the command in time gets the connection aborted; if the command did start, its own deadline ends it.
+        """
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                return await start_or_undo(conn.create_process(command, encoding=None), _stop, CLOSE_WAIT_S)
+        except TimeoutError:
+            conn.abort()
+            await self._forget(conn)
+            raise TransportError(
+                TARGET_UNREACHABLE,
+                f"{self._where()} did not start the script within {self._connect_timeout:g} s on an open connection, "
+                "so the connection was dropped; whether the script started is unknown (if it did, its own deadline "
+                "ends it): it is retried when the host answers again",
+            ) from None
 
     async def _finish(
         self,
@@ -105,7 +132,8 @@ class SSHTransport:
             if stdin:
                 process.stdin.write(stdin)
             process.stdin.write_eof()
-            stdout, stderr = await asyncio.wait_for(process.communicate(), limit)
+            async with asyncio.timeout(limit):
+                stdout, stderr = await process.communicate()
         except TimeoutError:
             await _stop(process)
             raise TransportError(
@@ -117,7 +145,7 @@ class SSHTransport:
             await self._forget(conn)
             raise self._lost(error, started=True) from None
         except asyncio.CancelledError:
-            await asyncio.shield(_stop(process))
+            await _stop(process)
             raise
         return Result(exit_code=_exit_code(process), stdout=stdout or b"", stderr=stderr or b"")
 
@@ -126,7 +154,9 @@ class SSHTransport:
         async with self._lock:
             if self._conn is not None and not self._conn.is_closed():
                 return self._conn, True
-            self._conn = await self._connect()
+            # Not cut short either: a connection cancelled the moment it is made would be returned all the same
+            # (asyncio.wait_for inside asyncssh.connect) and the cancellation lost.
+            self._conn = await start_or_undo(self._connect(), _close, CLOSE_WAIT_S)
             return self._conn, False
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
@@ -209,17 +239,38 @@ class SSHTransport:
 
 async def _stop(process: asyncssh.SSHClientProcess[bytes]) -> None:
     """End a call early: TERM reaches `timeout`, which passes it on to the script's whole process group."""
-    with contextlib.suppress(asyncssh.Error, OSError):
-        process.send_signal("TERM")
-    process.close()
-    with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
-        await asyncio.wait_for(process.wait_closed(), CLOSE_WAIT_S)
+    try:
+        await bounded(_signal_until_closed(process), CLOSE_WAIT_S)
+    finally:
+        process.close()
+
+
+async def _signal_until_closed(process: asyncssh.SSHClientProcess[bytes]) -> None:
+    """Send TERM again and again until the channel closes (the script has ended).
+
+    sshd passes a signal to the session's process group, which does not exist yet between sshd's fork and the
+    child's setsid(): a signal sent right after the command started can be lost. `timeout` acts on the first TERM
+    that arrives; more of them change nothing.
+    """
+    closed = asyncio.ensure_future(_quietly(process.wait_closed()))
+    try:
+        while not closed.done():
+            with contextlib.suppress(asyncssh.Error, OSError):
+                process.send_signal("TERM")
+            await asyncio.wait({closed}, timeout=RESIGNAL_S)
+    finally:
+        closed.cancel()
 
 
 async def _close(conn: asyncssh.SSHClientConnection) -> None:
     conn.close()
-    with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
-        await asyncio.wait_for(conn.wait_closed(), CLOSE_WAIT_S)
+    await bounded(_quietly(conn.wait_closed()), CLOSE_WAIT_S)
+
+
+async def _quietly(closing: Awaitable[None]) -> None:
+    """A close that fails has closed all the same: the connection or channel is unusable either way."""
+    with contextlib.suppress(asyncssh.Error, OSError):
+        await closing
 
 
 def _exit_code(process: asyncssh.SSHClientProcess[bytes]) -> int:

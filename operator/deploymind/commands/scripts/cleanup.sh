@@ -1,5 +1,7 @@
 # Cleanup on delete: every container labelled with the object's uid, its images and its files on the host.
 # Waits for the host lock, so a release of the object in flight finishes first. Prints one JSON line.
+# Containers are removed at once, without their stop grace: a delete must finish within the operator's
+# cleanup timeout whatever grace the app asked for, and the app is going away for good.
 set -u
 if [ -d "$host_dir" ]; then
   exec 9>> "$lock_file" && flock -w "$lock_timeout" 9 || {

@@ -22,8 +22,9 @@ case $container in
       # The previous tick's sample; the next one is taken in the background so the probe never waits ~2 s for it.
       [ -s "$stats_file" ] && stats=$(cat -- "$stats_file")
       mkdir -p -- "${stats_file%/*}" 2>/dev/null
-      ( dm_stats > "$stats_file.tmp" 2>/dev/null && mv -f -- "$stats_file.tmp" "$stats_file" ) \
-        < /dev/null > /dev/null 2>&1 &
+      # One sampler at a time, each bounded (dm_stats runs under `timeout`): a hung engine never piles them up.
+      ( flock -n 9 || exit 0; dm_stats > "$stats_file.tmp" 2>/dev/null && mv -f -- "$stats_file.tmp" "$stats_file" ) \
+        9> "$stats_file.lock" < /dev/null > /dev/null 2>&1 &
     else
       stats=$(dm_stats 2>/dev/null) || stats=null
     fi ;;

@@ -6,6 +6,23 @@ umask 077
 mkdir -p -- "$rel_dir" || { printf '{"result":"Failed","revision":%s,"message":%s}\n' "$(json_str "$revision")" \
   "$(json_str "cannot create $rel_dir: give the login user a writable host directory")"; exit 0; }
 
+# Read stdin into the env file, check it against its trailer, keep it (0600) as this revision's env file.
+receive_env() {
+  local tmp="$env_file.new" trailer size digest want_size want_digest
+  cat > "$tmp" || return 1
+  trailer=$(tail -n 1 -- "$tmp")
+  [[ $trailer =~ ^\#deploymind-env\ bytes=([0-9]+)\ sha256=([0-9a-f]{64})$ ]] || { rm -f -- "$tmp"; return 1; }
+  want_size=${BASH_REMATCH[1]}
+  want_digest=${BASH_REMATCH[2]}
+  size=$(( $(wc -c < "$tmp") - ${#trailer} - 1 ))
+  [ "$size" = "$want_size" ] || { rm -f -- "$tmp"; return 1; }
+  digest=$(head -c "$size" -- "$tmp" | sha256sum)
+  [ "${digest%% *}" = "$want_digest" ] || { rm -f -- "$tmp"; return 1; }
+  head -c "$size" -- "$tmp" > "$env_file.body" && mv -f -- "$env_file.body" "$env_file"
+  rm -f -- "$tmp"
+  printf '%s\n' "${secret_env_names[@]}" > "$secret_names_file"
+}
+
 exec 7> "$rel_dir/start.lock"
 flock 7
 started=""
@@ -17,9 +34,20 @@ while :; do
       break
     fi
     rm -f -- "$result_file"
+    if [ "$env_from_stdin" = 1 ]; then
+      # The env file comes from stdin only: its values are never on a command line or in this text. Its
+      # trailer line says how long it is and its sha256: a truncated stream starts nothing.
+      if ! receive_env; then
+        printf '{"result":"EnvIncomplete","revision":%s,"message":%s}\n' "$(json_str "$revision")" \
+          "$(json_str "the env file arrived incomplete or corrupt (length or sha256 differs): nothing was started; the release is retried")"
+        exit 0
+      fi
+    elif [ ! -f "$env_file" ]; then
+      printf '{"result":"EnvMissing","revision":%s,"message":%s}\n' "$(json_str "$revision")" \
+        "$(json_str "the host no longer keeps the env file of revision $revision ($env_file): it cannot be run exactly as it ran")"
+      exit 0
+    fi
     printf '%s' "$attempt" > "$rel_dir/attempt"
-    # The env file comes from stdin only: its values are never on a command line or in this text.
-    cat > "$env_file"
     write_job "$rel_dir/job.sh"
     # setsid + nohup: the job leaves this session and process group, so neither a dropped connection
     # nor a transport timeout that kills this script's group stops it. It inherits fd 8 and so holds the

@@ -1,6 +1,7 @@
 # Release, detached job: under the host lock, prove the candidate healthy on a free port, then switch the
 # stable container to it (Recreate), restoring the old one if anything fails after its stop. Writes one JSON
-# line to $result_file (atomically) and exits.
+# line to $result_file (atomically) and exits. The env file stays: it is this revision's, kept (0600) until
+# pruning removes the revision, so a revert runs the revision with exactly the env it ran with.
 set -u
 umask 077
 start_ms=$(now_ms)
@@ -9,7 +10,6 @@ healthy_ms=-1
 switch_ms=-1
 cport=""
 had_old=""
-trap 'rm -f -- "$env_file"' EXIT
 trap 'exit 143' TERM INT
 
 ms_json() { if [ "$1" -ge 0 ]; then secs "$1"; else printf null; fi; }
@@ -27,15 +27,23 @@ finish() {  # result message [logs as a JSON array]
   exit 0
 }
 
-# Env values, longest first (so a value containing another is masked whole), one per line.
+# The values to mask, longest first (so a value containing another is masked whole), one per line: those of
+# env names taken from Secrets, and any value long enough to be a credential. Short plain values (MODE=a)
+# stay readable: masking them would garble every message they happen to occur in.
 env_values() {
-  local line v
+  local line v name secret
+  secret=" $(tr '\n' ' ' < "$secret_names_file" 2>/dev/null) "
   while IFS= read -r line || [ -n "$line" ]; do
-    case $line in *=*) v=${line#*=}; [ -n "$v" ] && printf '%d\t%s\n' "${#v}" "$v" ;; esac
+    case $line in *=*) ;; *) continue ;; esac
+    name=${line%%=*}
+    v=${line#*=}
+    [ -n "$v" ] || continue
+    case $secret in *" $name "*) ;; *) [ "${#v}" -ge "$scrub_min_length" ] || continue ;; esac
+    printf '%d\t%s\n' "${#v}" "$v"
   done < "$env_file" | sort -rn | cut -f2-
 }
 
-# $1 with every env value replaced by ***: nothing that leaves the host may carry a value.
+# $1 with every value to mask replaced by ***: nothing that leaves the host may carry a secret.
 scrub() {
   local text=$1 v mask='***'
   while IFS= read -r v; do
@@ -53,15 +61,18 @@ probe() {
   curl -fsS -o /dev/null --max-time "$probe_timeout" "http://127.0.0.1:$1$health_path" 2>/dev/null
 }
 
-# Poll the app on port $1 until it answers or the startup timeout passes; prints the ms it took.
+# Poll the app on port $1 until it answers or the startup timeout passes; prints the ms it took. Polls fast
+# at first (most apps answer within a fraction of a second), then every half longer, up to $poll_interval.
 wait_healthy() {
-  local t0 deadline
+  local t0 deadline pause=$poll_min_ms
   t0=$(now_ms)
   deadline=$(( t0 + startup_timeout * 1000 ))
   while :; do
     if probe "$1"; then echo $(( $(now_ms) - t0 )); return 0; fi
     [ "$(now_ms)" -lt "$deadline" ] || return 1
-    nap "$poll_interval"
+    nap "$(secs "$pause")"
+    pause=$(( pause * 3 / 2 ))
+    [ "$pause" -le "$poll_interval_ms" ] || pause=$poll_interval_ms
   done
 }
 
@@ -99,11 +110,12 @@ disk_ok() {
 }
 
 # Remove images of this app beyond the ones to keep (never one a container uses: docker refuses), and the
-# finished release directories of revisions no longer kept.
+# finished release directories (with their env files) of revisions no longer kept.
 prune() {
-  local keep tag dir rev running=""
-  if state=$(dm_state "$stable" 2>/dev/null); then read -r _ _ _ running _ <<< "$state"; fi
+  local keep keep_rev tag dir rev running="" running_rev=""
+  if state=$(dm_state "$stable" 2>/dev/null); then read -r _ _ _ running running_rev <<< "$state"; fi
   keep=" $image $running ${keep_images[*]} "
+  keep_rev=" $revision $running_rev ${keep_revisions[*]} "
   while IFS= read -r tag; do
     case $tag in *:"<none>") continue ;; esac
     case $keep in *" $tag "*) continue ;; esac
@@ -112,8 +124,7 @@ prune() {
   for dir in "$releases_dir"/*/; do
     [ -d "$dir" ] || continue
     rev=$(basename -- "$dir")
-    [ "$rev" = "$revision" ] && continue
-    case $keep in *" $image_repo:$rev "*) continue ;; esac
+    case $keep_rev in *" $rev "*) continue ;; esac
     # Only finished jobs: a directory without a result (or with its job lock held) belongs to a release
     # that is starting or running right now.
     [ -f "$dir/result.json" ] || continue
@@ -134,12 +145,20 @@ restore() {
 exec 9>> "$lock_file" || finish Failed "cannot open the host lock $lock_file: make it writable by the login user"
 flock -w "$lock_timeout" 9 || finish Failed "another release held the host lock for ${lock_timeout} s: retry later"
 
-# A job killed in the middle of a switch leaves the old container aside: put it back first.
+# A job killed in the middle of a switch leaves the old container aside. The new stable container is kept
+# only if the switch had verified it (the marker names its container id); otherwise the old, verified one goes
+# back into service.
 if exists "$aside"; then
-  if exists "$stable"; then dm_remove "$aside" > /dev/null 2>&1
-  else dm_rename "$aside" "$stable" && dm_start "$stable" > /dev/null 2>&1
+  s_cid=""
+  if state=$(dm_state "$stable" 2>/dev/null); then read -r s_cid _ <<< "$state"; fi
+  if [ -n "$s_cid" ] && [ "$(cat -- "$verified_file" 2>/dev/null)" = "$s_cid" ]; then
+    dm_remove "$aside" > /dev/null 2>&1
+  else
+    [ -z "$s_cid" ] || dm_remove "$stable" > /dev/null 2>&1
+    dm_rename "$aside" "$stable" && dm_start "$stable" > /dev/null 2>&1
   fi
 fi
+rm -f -- "$verified_file"
 
 want_iid=$(dm_image_id 2>/dev/null) || finish ImageMissing "image $image is not on the host: build or pull it first"
 
@@ -174,7 +193,10 @@ fi
 t0=$(now_ms)
 dm_remove "$candidate" > /dev/null 2>&1
 if exists "$stable"; then
-  dm_stop "$stable" > /dev/null 2>&1
+  if ! out=$(dm_stop "$stable" 2>&1); then
+    dm_start "$stable" > /dev/null 2>&1
+    finish SwitchFailed "could not stop $stable ($(scrub "$out")); it keeps serving: check the Docker engine"
+  fi
   if ! dm_rename "$stable" "$aside" > /dev/null 2>&1; then
     dm_start "$stable" > /dev/null 2>&1
     finish SwitchFailed "could not rename $stable aside; it was started again: check the Docker engine"
@@ -191,6 +213,11 @@ if ! wait_healthy "$port" > /dev/null; then
   finish SwitchFailed "$stable never answered http://127.0.0.1:$port$health_path within ${startup_timeout} s after the switch; the previous container was restored" "$logs"
 fi
 switch_ms=$(( $(now_ms) - t0 ))
-[ -z "$had_old" ] || dm_remove "$aside" > /dev/null 2>&1
+if [ -n "$had_old" ]; then
+  # Verified: from here a crash must keep the new container, not the old one.
+  if state=$(dm_state "$stable" 2>/dev/null); then read -r s_cid _ <<< "$state"; printf '%s' "$s_cid" > "$verified_file"; fi
+  dm_remove "$aside" > /dev/null 2>&1
+  rm -f -- "$verified_file"
+fi
 prune
 finish Released "$stable runs revision $revision on port $port"

@@ -18,8 +18,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from deploymind.sandbox import field_errors as fe
-from deploymind.sandbox.field_errors import FieldError
+from deploymind.sandbox.kube import field_errors as fe
+from deploymind.sandbox.kube.field_errors import FieldError
 
 JsonObj = dict[str, Any]
 

@@ -1,11 +1,11 @@
 """What a health observation means for the object: count, promote after the bake, revert, restart or repair.
 
-Pure: the actor feeds it one observation and the object's state, and carries out the decision it returns.
+Pure: the tick feeds it one observation, the bake time observed so far and the object's state, and carries out the
+decision it returns.
 """
 
 from __future__ import annotations
 
-import datetime
 import enum
 from dataclasses import dataclass
 from typing import Protocol
@@ -13,6 +13,7 @@ from typing import Protocol
 from deploymind.api import reasons
 from deploymind.api.spec import DeploymentSpec
 from deploymind.api.status import DeploymentStatus
+from deploymind.controller import revisions
 
 
 class Action(enum.Enum):
@@ -20,13 +21,13 @@ class Action(enum.Enum):
     PROMOTE = "Promote"
     """The bake window passed with passing probes: the revision becomes last good."""
     REVERT = "Revert"
-    """Failed during the bake: put last good back and quarantine the revision."""
+    """Failed during the bake: put the revert target back and quarantine the revision."""
     DEGRADE = "Degrade"
     """Failed during the bake with no revert possible (rollback.auto off, or nothing to revert to)."""
     RESTART = "Restart"
     """Failed after the bake: restart the container, never revert."""
     REPAIR = "Repair"
-    """The container is missing, stopped or runs the wrong image: release the running revision again."""
+    """The container is missing, stopped or runs another revision: release the running revision again."""
 
 
 class Observed(Protocol):
@@ -62,38 +63,39 @@ class Decision:
     message: str
 
 
-def parse_time(text: str) -> datetime.datetime:
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-
-
 def baking(status: DeploymentStatus) -> bool:
     return status.bake_started_at is not None and status.revision is not None and (
         status.last_good is None or status.last_good.id != status.revision.id)
 
 
-def decide(obs: Observed, failures: int, spec: DeploymentSpec, status: DeploymentStatus,
-           now: datetime.datetime) -> Decision:
+def decide(obs: Observed, failures: int, spec: DeploymentSpec, status: DeploymentStatus, baked_s: float) -> Decision:
+    """`baked_s`: seconds of the bake window observed healthy so far, this observation included."""
     if not obs.container_ok:
         return Decision(Action.REPAIR, failures, False, reasons.CONTAINER_MISSING, obs.detail)
+    path = spec.health_check.path
+    bake = spec.rollback.bake_seconds
     if obs.probe_ok:
-        latency = ""  # per-probe figures go to metrics: status changes only when something in it changes
-        if baking(status) and status.bake_started_at is not None:
-            elapsed = (now - parse_time(status.bake_started_at)).total_seconds()
-            if elapsed >= spec.rollback.bake_seconds:
-                return Decision(Action.PROMOTE, 0, True, reasons.HEALTHY,
-                                f"{spec.health_check.path} answered{latency}; baked for {spec.rollback.bake_seconds} s")
-            # No elapsed counter here: status is written only when something in it changes.
+        if baking(status):
+            quarantined = status.revision is not None and revisions.quarantined(status, status.revision.id)
+            if baked_s >= bake and not quarantined:
+                return Decision(Action.PROMOTE, 0, True, reasons.HEALTHY, f"{path} answered; baked for {bake} s")
+            # No elapsed counter in the message: status is written only when something in it changes.
             return Decision(Action.NONE, 0, True, reasons.HEALTHY,
-                            f"{spec.health_check.path} answered{latency}; baking for {spec.rollback.bake_seconds} s "
-                            f"from {status.bake_started_at}")
-        return Decision(Action.NONE, 0, True, reasons.HEALTHY, f"{spec.health_check.path} answered{latency}")
+                            f"{path} answered; baking for {bake} s from {status.bake_started_at}")
+        return Decision(Action.NONE, 0, True, reasons.HEALTHY, f"{path} answered")
     failures += 1
     threshold = spec.health_check.failure_threshold
     message = f"{obs.detail} ({failures}/{threshold} consecutive failures)"
     if failures < threshold:
         return Decision(Action.NONE, failures, True, reasons.HEALTHY, message)
     if baking(status):
-        if spec.rollback.auto and status.last_good is not None:
-            return Decision(Action.REVERT, 0, False, reasons.ROLLED_BACK, message)
-        return Decision(Action.DEGRADE, failures, False, reasons.UNHEALTHY, message)
+        if not spec.rollback.auto:
+            return Decision(Action.DEGRADE, failures, False, reasons.UNHEALTHY,
+                            f"{message}; automatic rollback is off (spec.rollback.auto): fix the revision or set "
+                            "deploymind.io/rollback-to")
+        if revisions.revert_target(status) is None:
+            return Decision(Action.DEGRADE, failures, False, reasons.UNHEALTHY,
+                            f"{message}; nothing to revert to: no earlier revision of this Deployment passed its "
+                            "health checks; fix the revision (push a fix or change the spec)")
+        return Decision(Action.REVERT, 0, False, reasons.ROLLED_BACK, message)
     return Decision(Action.RESTART, 0, False, reasons.UNHEALTHY, message)

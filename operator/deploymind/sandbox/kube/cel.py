@@ -20,9 +20,9 @@ import lark
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
-from deploymind.sandbox import field_errors as fe
-from deploymind.sandbox.cel_library import EXTENSIONS, KNOWN_FUNCTIONS, Optional
-from deploymind.sandbox.field_errors import FieldError
+from deploymind.sandbox.kube import field_errors as fe
+from deploymind.sandbox.kube.cel_library import EXTENSIONS, KNOWN_FUNCTIONS, Optional
+from deploymind.sandbox.kube.field_errors import FieldError
 
 JsonObj = dict[str, Any]
 

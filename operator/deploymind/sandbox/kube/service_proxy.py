@@ -12,9 +12,9 @@ from typing import Any, Final
 
 import aiohttp
 
-from deploymind.sandbox import api_errors
-from deploymind.sandbox.api_errors import ApiError
-from deploymind.sandbox.kmock_boundary import Call, Reply
+from deploymind.sandbox.kube import api_errors
+from deploymind.sandbox.kube.api_errors import ApiError
+from deploymind.sandbox.kube.kmock_boundary import Call, Reply
 
 JsonObj = dict[str, Any]
 PROXY: Final = "proxy"

@@ -18,8 +18,8 @@ import aiohttp.web
 import kmock
 from kmock._internal import parsing, rendering
 
-from deploymind.sandbox.api_errors import ApiError
-from deploymind.sandbox.audit import AuditLog, AuditRecord
+from deploymind.sandbox.kube.api_errors import ApiError
+from deploymind.sandbox.kube.audit import AuditLog, AuditRecord
 
 JsonObj = dict[str, Any]
 Key = tuple[str, str, str]

@@ -12,11 +12,11 @@ import json
 import re
 from typing import Any
 
-from deploymind.sandbox import api_errors, schema
-from deploymind.sandbox import field_errors as fe
-from deploymind.sandbox.cel import ABSENT
-from deploymind.sandbox.field_errors import FieldError
-from deploymind.sandbox.resources import ResourceType, is_dns_label
+from deploymind.sandbox.kube import api_errors, schema
+from deploymind.sandbox.kube import field_errors as fe
+from deploymind.sandbox.kube.cel import ABSENT
+from deploymind.sandbox.kube.field_errors import FieldError
+from deploymind.sandbox.kube.resources import ResourceType, is_dns_label
 
 JsonObj = dict[str, Any]
 

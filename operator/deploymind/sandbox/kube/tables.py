@@ -1,7 +1,8 @@
 """`meta.k8s.io/v1 Table` renderings of objects, for `kubectl get` (which asks with `Accept: …;as=Table`).
 
 Columns are the CRD's `additionalPrinterColumns` (the simple JSONPath forms CRDs use, including
-`.status.conditions[?(@.type=="Ready")].status`), or Name and Age for types without them.
+`.status.conditions[?(@.type=="Ready")].status`), the apiserver's own columns for Events (`event_printer.py`),
+or Name and Age for other types.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import datetime
 import re
 from typing import Any
 
-from deploymind.sandbox.resources import ResourceType
+from deploymind.sandbox.kube import event_printer
+from deploymind.sandbox.kube.resources import ResourceType
 
 JsonObj = dict[str, Any]
 
@@ -23,26 +25,35 @@ def wants_table(accept: str) -> bool:
 
 
 def table(rt: ResourceType, objects: list[JsonObj], resource_version: str) -> JsonObj:
-    columns = list(rt.printer_columns) or [_AGE]
-    definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name of the object",
-                    "priority": 0}]
-    definitions += [{"name": c["name"], "type": c.get("type", "string"), "format": c.get("format", ""),
-                     "description": c.get("description", ""), "priority": c.get("priority", 0)} for c in columns]
+    if rt.kind == "Event" and rt.group in event_printer.EVENT_GROUPS:
+        definitions = event_printer.column_definitions()
+        rows = [_row(obj, event_printer.cells(obj, _age)) for obj in objects]
+    else:
+        columns = list(rt.printer_columns) or [_AGE]
+        definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name of the object",
+                        "priority": 0}]
+        definitions += [{"name": c["name"], "type": c.get("type", "string"), "format": c.get("format", ""),
+                         "description": c.get("description", ""), "priority": c.get("priority", 0)} for c in columns]
+        rows = [_row(obj, _column_cells(obj, columns)) for obj in objects]
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": resource_version},
         "columnDefinitions": definitions,
-        "rows": [_row(rt, obj, columns) for obj in objects],
+        "rows": rows,
     }
 
 
-def _row(rt: ResourceType, obj: JsonObj, columns: list[JsonObj]) -> JsonObj:
-    meta = obj.get("metadata") or {}
-    cells: list[Any] = [meta.get("name", "")]
+def _column_cells(obj: JsonObj, columns: list[JsonObj]) -> list[Any]:
+    cells: list[Any] = [(obj.get("metadata") or {}).get("name", "")]
     for column in columns:
         value = _cell(evaluate(obj, column.get("jsonPath", "")))
         cells.append(_age(value) if column.get("type") == "date" and isinstance(value, str) else value)
+    return cells
+
+
+def _row(obj: JsonObj, cells: list[Any]) -> JsonObj:
+    meta = obj.get("metadata") or {}
     return {
         "cells": cells,
         "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta},

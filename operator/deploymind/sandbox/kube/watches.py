@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from deploymind.sandbox.api_errors import ApiError
+from deploymind.sandbox.kube.api_errors import ApiError
 
 JsonObj = dict[str, Any]
 Key = tuple[str, str, str]

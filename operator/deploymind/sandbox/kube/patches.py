@@ -15,7 +15,7 @@ import jsonpatch
 import jsonpointer
 import yaml
 
-from deploymind.sandbox.api_errors import ApiError, bad_request, unsupported_media_type
+from deploymind.sandbox.kube.api_errors import ApiError, bad_request, unsupported_media_type
 
 JsonObj = dict[str, Any]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploymind.sandbox.field_errors import FieldError
+from deploymind.sandbox.kube.field_errors import FieldError
 
 
 class ApiError(Exception):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from deploymind.sandbox.api_errors import ApiError, bad_request
+from deploymind.sandbox.kube.api_errors import ApiError, bad_request
 
 _KEY = r"[A-Za-z0-9][-A-Za-z0-9_./]*"
 _EQUALITY = re.compile(rf"({_KEY})\s*(==|=|!=)\s*([-A-Za-z0-9_.]*)")

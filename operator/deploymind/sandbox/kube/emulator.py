@@ -24,14 +24,14 @@ from typing import Any
 
 import yaml
 
-from deploymind.sandbox import api_errors, openapi, patches, protobuf, service_proxy, tables
-from deploymind.sandbox import field_errors as fe
-from deploymind.sandbox.admission import STRICT, WARN, admit, warning_header
-from deploymind.sandbox.api_errors import ApiError
-from deploymind.sandbox.kmock_boundary import Call, EmulatorBase, Key, Reply
-from deploymind.sandbox.resources import BUILTINS, CRD_KEY, NAMESPACE_KEY, VERBS, ResourceType, from_crd
-from deploymind.sandbox.selectors import matches_fields, matches_labels
-from deploymind.sandbox.watches import EventLog, WatchRequest, stream
+from deploymind.sandbox.kube import api_errors, openapi, patches, protobuf, service_proxy, tables
+from deploymind.sandbox.kube import field_errors as fe
+from deploymind.sandbox.kube.admission import STRICT, WARN, admit, warning_header
+from deploymind.sandbox.kube.api_errors import ApiError
+from deploymind.sandbox.kube.kmock_boundary import Call, EmulatorBase, Key, Reply
+from deploymind.sandbox.kube.resources import BUILTINS, CRD_KEY, NAMESPACE_KEY, VERBS, ResourceType, from_crd
+from deploymind.sandbox.kube.selectors import matches_fields, matches_labels
+from deploymind.sandbox.kube.watches import EventLog, WatchRequest, stream
 
 JsonObj = dict[str, Any]
 
@@ -58,7 +58,7 @@ def now() -> str:
 
 
 class RealisticEmulator(EmulatorBase):
-    """The emulator; run it over HTTP with `deploymind.sandbox.apiserver.ApiServer`."""
+    """The emulator; run it over HTTP with `deploymind.sandbox.kube.apiserver.ApiServer`."""
 
     types: dict[Key, ResourceType]
     events: EventLog
@@ -94,6 +94,18 @@ class RealisticEmulator(EmulatorBase):
             body.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
             self._update(rt, current, body, WriteOptions(STRICT))
         return [t for t in self.types.values() if t.crd_name == name]
+
+    def create_object(self, obj: JsonObj) -> JsonObj:
+        """Create one object as a client's POST would; raises its ApiError (409 when it exists, 404 without its
+        namespace or type). Must run on the emulator's event loop thread (`ApiServer.create` takes care of that)."""
+        group, _, version = str(obj.get("apiVersion") or "").rpartition("/")
+        rt = next((t for t in self.types.values() if (t.group, t.version, t.kind) == (group, version, obj.get("kind"))),
+                  None)
+        if rt is None:
+            raise api_errors.bad_request(f"no resource type serves {obj.get('apiVersion')} {obj.get('kind')}")
+        namespace = str((obj.get("metadata") or {}).get("namespace") or "default") if rt.namespaced else None
+        created, _ = self._create(rt, copy.deepcopy(obj), namespace, WriteOptions(STRICT))
+        return created
 
     # ------------------------------------------------------------ dispatch
     def claims(self, call: Call) -> bool:

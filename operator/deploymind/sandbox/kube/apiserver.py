@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import aiohttp.web
 import yaml
 
-from deploymind.sandbox.emulator import RealisticEmulator
-from deploymind.sandbox.resources import ResourceType
+from deploymind.sandbox.kube.emulator import RealisticEmulator
+from deploymind.sandbox.kube.resources import ResourceType
 
 T = TypeVar("T")
 
@@ -67,6 +67,10 @@ class ApiServer:
     def install_crd(self, crd: dict[str, Any]) -> list[ResourceType]:
         """Register a CRD (a manifest as a dict); raises the emulator's 422 ApiError if it is invalid."""
         return self.call(lambda emulator: emulator.install_crd(crd))
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create one object (a manifest as a dict) and return it as stored; raises the emulator's ApiError."""
+        return self.call(lambda emulator: emulator.create_object(obj))
 
     def call(self, fn: Callable[[RealisticEmulator], T], timeout: float = 10.0) -> T:
         """Run `fn(emulator)` on the emulator's loop (its state belongs to that loop) and return the result."""

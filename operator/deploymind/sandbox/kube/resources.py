@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploymind.sandbox import api_errors
-from deploymind.sandbox import field_errors as fe
-from deploymind.sandbox.cel import CelRuleError, RuleSet
-from deploymind.sandbox.field_errors import FieldError
+from deploymind.sandbox.kube import api_errors
+from deploymind.sandbox.kube import field_errors as fe
+from deploymind.sandbox.kube.cel import CelRuleError, RuleSet
+from deploymind.sandbox.kube.field_errors import FieldError
 
 JsonObj = dict[str, Any]
 

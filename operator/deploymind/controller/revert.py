@@ -1,0 +1,103 @@
+"""Putting a revision back on the host: the revert (a revision failed its bake) and the drift repair.
+
+A revert is written down before it acts: the bad revision's quarantine and a "reverting to X" intent
+(`status.revert`) reach status before the host job runs. Whatever happens next (a dropped connection, a failed
+status write, an operator crash), the next tick or rollout finishes the intent; drift is judged by the container's
+revision label against `status.revision`, which changes only once the revert target really runs, so a container
+running the revert target is never "repaired" back to the bad revision.
+"""
+
+from __future__ import annotations
+
+import time
+
+from deploymind.api import reasons
+from deploymind.api.conditions import F, Outcome, T, now
+from deploymind.api.status import ConditionType, RevertIntent
+from deploymind.controller import revisions
+from deploymind.controller.health_rules import Decision
+from deploymind.controller.objectstate import ObjectState
+from deploymind.steps import release
+from deploymind.steps.context import Desired, StepContext
+
+
+def reverted_outcome(intent: RevertIntent) -> Outcome:
+    return Outcome(stalled_reason=reasons.ROLLED_BACK,
+                   stalled_message=f"revision {intent.from_revision} failed its health checks during the bake window "
+                                   f"({intent.message}) and was reverted to {intent.to.id}; it stays quarantined "
+                                   "until the spec names another revision or deploymind.io/retry is set")
+
+
+async def revert(state: ObjectState, ctx: StepContext, decision: Decision) -> Outcome:
+    """Quarantine the running revision and put the revert target back, exactly as it ran."""
+    status, conds = ctx.status, ctx.conditions
+    bad = status.revision
+    to = revisions.revert_target(status)
+    assert bad is not None and to is not None, "the rules decide Revert only with a target"
+    revisions.quarantine(status, bad.id, bad.commit, bad.image, reasons.ROLLED_BACK)
+    revisions.mark_rolled_back(status, bad.id)
+    intent = RevertIntent(from_revision=bad.id, to=to, message=decision.message, at=now())
+    status.revert = intent
+    conds.set(ConditionType.HEALTHY, F, reasons.UNHEALTHY, decision.message)
+    conds.set(ConditionType.RELEASED, F, reasons.REVERTING, f"reverting from {bad.id} to {to.id}")
+    state.outcome = reverted_outcome(intent)
+    # Under way until the target runs (Reconciling): the phase says RolledBack only once it is true.
+    await state.write(status, conds, Outcome(in_progress=True))
+    return await finish(state, ctx)
+
+
+async def finish(state: ObjectState, ctx: StepContext) -> Outcome:
+    """Run the written-down revert on the host (idempotent: a host already running the target answers Unchanged)
+    and record it. A target that cannot run as it ran (its image or env file is gone) ends the intent; a target
+    that does not get healthy keeps it, and the next tick tries again while the old container keeps serving."""
+    status, conds = ctx.status, ctx.conditions
+    intent = status.revert
+    assert intent is not None
+    target = revisions.kept(intent.to, ctx.spec)
+    async with state.leases.hold(ctx.host_key, ctx.uid):
+        result = await release.release(ctx, target, purpose="revert", nonce=intent.at, image_may_be_missing=True)
+    if not result.ok:
+        gone = result.reason in (reasons.REVISION_ENV_MISSING, reasons.IMAGE_MISSING)
+        message = (f"could not revert from {intent.from_revision} to {intent.to.id}: {result.message}"
+                   + ("; nothing else to revert to: fix the revision" if gone else "; retrying on the next tick"))
+        conds.set(ConditionType.RELEASED, F, reasons.REVERT_FAILED, message)
+        if gone:
+            status.revert = None
+            return Outcome(stalled_reason=reasons.REVERT_FAILED, stalled_message=message)
+        return Outcome(waiting_reason=reasons.REVERT_FAILED, waiting_message=message,
+                       stalled_reason=reasons.ROLLED_BACK, stalled_message=message)
+    revisions.record_release(status, target, ctx.spec, result=reasons.RELEASED)
+    status.revert = None
+    state.bake.start(target.revision, time.monotonic())
+    state.failures = 0
+    conds.set(ConditionType.HEALTHY, T, reasons.HEALTHY, f"{ctx.spec.health_check.path} passed before the switch")
+    state.hooks.emit("revert", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid,
+                     from_revision=intent.from_revision, to_revision=intent.to.id, reason=intent.message)
+    outcome = reverted_outcome(intent)
+    state.outcome = outcome
+    return outcome
+
+
+async def repair(state: ObjectState, ctx: StepContext, decision: Decision) -> None:
+    """The container is missing, stopped or runs another revision: release the running revision again, as it
+    ran (the spec's own revision with the env just resolved, so a wiped host gets it back too)."""
+    status, conds = ctx.status, ctx.conditions
+    running = status.revision
+    assert running is not None
+    spec_inputs = state.spec_inputs
+    if spec_inputs is not None and spec_inputs.revision == running.id:
+        target = Desired(revision=running.id, image=running.image, commit=running.commit, digest=running.digest,
+                         run=running.run)
+        ctx.env = spec_inputs.inputs.env
+    else:
+        target = revisions.kept(running, ctx.spec)
+    conds.set(ConditionType.HEALTHY, F, reasons.CONTAINER_MISSING, decision.message)
+    async with state.leases.hold(ctx.host_key, ctx.uid):
+        result = await release.release(ctx, target, purpose="repair", nonce=str(time.time_ns()))
+    if result.ok:
+        conds.set(ConditionType.HEALTHY, T, reasons.DRIFT_REPAIRED, f"{decision.message}; released {running.id} again")
+        state.hooks.emit("drift_repaired", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, revision=running.id)
+        state.bake.start(running.id, time.monotonic())
+    else:
+        conds.set(ConditionType.HEALTHY, F, reasons.CONTAINER_MISSING,
+                  f"{decision.message}; releasing {running.id} again failed: {result.message}")
