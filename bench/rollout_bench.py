@@ -13,7 +13,11 @@ Measures:
      `deploymind.io/rollback-to` to a revision still on the host), cross-checked against the operator's
      `deploymind_transport_calls_total` on /metrics;
   4. a revision that degrades inside the bake window (periodSeconds 1, failureThreshold 2): from the first failing
-     /health answer (seen by a 20 ms HTTP poller) to the last good revision answering again.
+     /health answer (seen by a 20 ms HTTP poller) to the last good revision answering again;
+  5. the same for an env-only change (the same commit, MODE=a → MODE=b, failing after its switch): from the first
+     failing /health answer to the app answering MODE=a again (the revert restores the revision's env);
+  6. an env change of the sandbox's example app (examples/sandbox/apps/hello, `exec busybox httpd`: a PID 1 that
+     ignores SIGTERM): patch → the new revision Ready, and the release job's switch time.
 
 Round trips are counted by a `bash` wrapper first on the operator's PATH: the local transport runs `sh -c`, and every
 host script is `exec bash -c '<script>' deploymind`, so each call passes the wrapper once. The wrapper logs the
@@ -56,7 +60,7 @@ from deploymind.api import GROUP, PLURAL, VERSION  # noqa: E402
 from deploymind.api.crd import render_crd  # noqa: E402
 from deploymind.sandbox.docker_engine import DockerEngine  # noqa: E402
 from deploymind.sandbox.kube.apiserver import ApiServer  # noqa: E402
-from world.apps import AppRepo, Health, create_app_repo  # noqa: E402
+from world.apps import AppRepo, Health, create_app_repo, env_mode, fail_health  # noqa: E402
 from world.ports import free_port  # noqa: E402
 
 T = TypeVar("T")
@@ -457,6 +461,78 @@ def degrade(w: World, repo: AppRepo, name: str, fail_after: int) -> dict[str, An
     }
 
 
+def env_revert(w: World, repo: AppRepo, name: str) -> dict[str, Any]:
+    """An env-only change failing after its switch, inside the bake window → reverted with the old env value."""
+    port = free_port()
+    repo.commit_revision(Health.DEGRADING)
+
+    def spec(mode: str, bake: int) -> dict[str, Any]:
+        body = deployment(name, repo, port, period=1, threshold=2, bake=bake)
+        body["spec"]["container"]["env"] = [{"name": "MODE", "value": mode}]
+        return body
+
+    w.objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, spec("a", 0))
+    good = w.wait_status(name, lambda s: ready(s) == "True/Deployed", 180, "MODE=a Deployed")
+    w.patch_spec(name, spec("b", 300)["spec"])
+    w.wait_status(name, lambda s: ready(s) == "True/Baking" and s["revision"]["id"] != good["revision"]["id"], 120,
+                  "MODE=b baking")
+    samples: list[tuple[float, int, str | None]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            samples.append((time.time(), http_get(port, "/health", timeout=0.5)[0], env_mode(port, timeout=0.5)))
+            stop.wait(0.02)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        fail_health(port)
+        w.wait_status(name, lambda s: ready(s) == "False/RolledBack" and s["revision"]["id"] == good["revision"]["id"],
+                      120, "reverted to MODE=a")
+        wait_for(lambda: samples and samples[-1][2] == "a", 30, "MODE=a answering")
+    finally:
+        stop.set()
+        poller.join(5)
+    first_fail = next(t for t, health, _ in samples if health != 200)
+    back = next(t for t, _, mode in samples if t > first_fail and mode == "a")
+    w.delete(name)
+    return {"first_failing_probe_to_old_env_answering_s": round(back - first_fail, 3)}
+
+
+def sandbox_app_env_update(w: World, root: Path) -> dict[str, Any]:
+    """The sandbox example app (PID 1 `busybox httpd`, ignores SIGTERM): an env change, patch → new revision Ready."""
+    path = root / "apps" / "hello"
+    shutil.copytree(ROOT / "examples" / "sandbox" / "apps" / "hello", path)
+    shutil.copy2("/bin/busybox", path / "busybox")
+    repo = AppRepo(path)
+    repo.git("init", "-q", "-b", "main")
+    repo.commit_all("hello")
+    name, port = "hello", free_port()
+    body = deployment(name, repo, port, period=5, threshold=3, bake=0)
+    body["spec"]["container"]["env"] = [{"name": "GREETING", "value": "hello"}]
+    w.objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+    first = w.wait_status(name, lambda s: ready(s) == "True/Deployed", 180, "hello Deployed")
+    updates = []
+    for i in range(3):
+        mark = w.calls.mark()
+        body["spec"]["container"]["env"] = [{"name": "GREETING", "value": f"bye-{i}"}]
+        t0 = time.time()
+        w.patch_spec(name, body["spec"])
+        before = first["revision"]["id"]
+        done = w.wait_status(name, lambda s, b=before: ready(s) == "True/Deployed" and s["revision"]["id"] != b,
+                             120, "the env change released")
+        took = time.time() - t0
+        release = next(c for c in w.calls.since(mark) if c.kind == "release")
+        updates.append({"patch_to_ready_s": round(took, 3),
+                        "switch_s": (release.result.get("timings") or {}).get("switch_s")})
+        first = done
+    w.delete(name)
+    return {"updates": updates,
+            "patch_to_ready_s": summary([u["patch_to_ready_s"] for u in updates]),
+            "switch_s": summary([float(u["switch_s"] or 0) for u in updates])}
+
+
 def health_tick_cost(w: World) -> dict[str, float]:
     ticks = [c.end - c.start for c in w.calls.calls() if c.kind == "health"]
     return summary(ticks) if ticks else {}
@@ -501,6 +577,9 @@ def main() -> int:
             manual = redeploy_and_rollback(w, create_app_repo(root / "apps" / "rollback"))
             degrades = [degrade(w, create_app_repo(root / "apps" / f"d{i}"), f"degrade-{i}", args.fail_after)
                         for i in range(args.degrades)]
+            env_reverts = [env_revert(w, create_app_repo(root / "apps" / f"e{i}"), f"env-{i}")
+                           for i in range(args.degrades)]
+            sandbox_app = sandbox_app_env_update(w, root)
             ticks = health_tick_cost(w)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -523,12 +602,18 @@ def main() -> int:
             "redeploy_same_revision_round_trips": manual["redeploy_same_revision"]["round_trips"],
             "first_failing_probe_to_last_good_answering_s": summary(
                 [d["first_failing_probe_to_last_good_answering_s"] for d in degrades]),
+            "env_only_change_first_failing_probe_to_old_env_answering_s": summary(
+                [d["first_failing_probe_to_old_env_answering_s"] for d in env_reverts]),
+            "sandbox_app_env_change_patch_to_ready_s": sandbox_app["patch_to_ready_s"],
+            "sandbox_app_env_change_switch_s": sandbox_app["switch_s"],
             "health_tick_round_trip_s": ticks,
             "health_tick_docker_commands": rollouts[0]["health_tick_docker_commands"],
         },
         "first_rollouts": rollouts,
         "manual_operations": manual,
         "degrading_revisions": degrades,
+        "env_only_reverts": env_reverts,
+        "sandbox_app_env_updates": sandbox_app,
     }
     text = json.dumps(results, indent=2)
     print(text)

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import os
 import random
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -343,3 +344,26 @@ async def test_a_connection_dropped_under_the_transport_is_replaced_transparentl
     assert result.stdout == b"fresh\n"
     await transport.close()
     assert _log_count(own_sshd, "Accepted publickey") == 2
+
+
+async def test_a_host_that_stops_answering_on_an_open_connection_is_target_unreachable_within_the_connect_timeout(
+        own_sshd: Sshd) -> None:
+    transport = _ssh(own_sshd, connect_timeout=2.0)
+    assert (await transport.run("true")).ok
+    sessions = _descendants(own_sshd.pid)  # the connection's processes, frozen: it stays open and answers nothing
+    for pid in sessions:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransportError) as caught:
+            await asyncio.wait_for(transport.run("echo late"), 20)
+        assert caught.value.reason == "TargetUnreachable"
+        assert time.monotonic() - started < 5
+    finally:
+        for pid in sessions:
+            os.kill(pid, signal.SIGCONT)
+
+    result = await asyncio.wait_for(transport.run("echo fresh"), 10)
+
+    assert result.stdout == b"fresh\n"
+    await transport.close()

@@ -92,3 +92,28 @@ async def test_a_refused_releases_log_lines_are_kept_with_the_attempt_that_relea
     reverted_to = recorder.store.revision_history("shop", "web", good)
     assert reverted_to is not None
     assert [(entry.lines, entry.attempt_id) for entry in reverted_to.logs] == [(("disk full",), "")]
+
+
+async def test_the_source_step_joins_the_attempt_that_starts_after_it_and_never_a_finished_one(tmp_path: Path) -> None:
+    metrics = Metrics()
+    recorder = HistoryRecorder(HistoryStore(f"sqlite:///{tmp_path}/h.sqlite3"), metrics)
+    recorder.start()
+    listen = HistoryListener(recorder, metrics)
+    obj = {"namespace": "shop", "name": "web", "uid": "uid-web"}
+    source = {"uid": "uid-web", "step": "source", "status": "Succeeded", "reason": "Resolved", "seconds": 0.5}
+
+    listen("step", source)  # the source step runs before the plan starts an attempt
+    listen("rollout_started", {**obj, "trigger": "SpecChange", "revision": "r1", "generation": 1})
+    listen("step", {"uid": "uid-web", "step": "release", "status": "Succeeded", "reason": "Released", "seconds": 0.01})
+    listen("rollout_finished", {**obj, "revision": "r1", "result": "Succeeded", "reason": "Released", "seconds": 0.6})
+    listen("reconcile_finished", {**obj, "stalled": None, "waiting": None, "seconds": 3.1})
+    listen("step", source)  # a later reconcile that finds nothing to release
+    listen("reconcile_finished", {**obj, "stalled": None, "waiting": None, "seconds": 0.6})
+    assert await recorder.wait_flushed(within=10)
+    await recorder.stop()
+
+    history = recorder.store.history("shop", "web")
+    assert history is not None
+    [entry] = history.rollouts
+    assert [step.step for step in entry.steps] == ["source", "release"]
+    assert recorder.store.row_counts()["history_steps"] == 3  # the later source step stands alone

@@ -111,9 +111,11 @@ def test_a_bad_label_value_is_logged_and_never_raises(caplog: pytest.LogCaptureF
     with caplog.at_level(logging.ERROR, logger="deploymind.metrics"):
         metrics.set_phase("shop", "web", "Exploded")
         metrics.set_scan_findings("shop", "web", {"APOCALYPTIC": 1})
+        metrics.reconcile_finished("Exploded", 0.1)
 
     assert series_of(metrics, "shop", "web") == []
-    assert len(caplog.records) == 2
+    assert value(metrics, "deploymind_reconcile_total", result="Exploded") is None
+    assert len(caplog.records) == 3
 
 
 def test_registries_are_private_so_two_operators_in_one_process_do_not_collide() -> None:

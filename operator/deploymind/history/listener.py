@@ -6,9 +6,9 @@ Events and the fields it reads (anything else is ignored; a missing field gets a
   rollout_started   namespace, name, uid, trigger, revision, generation [, trigger_detail, commit, image, digest,
                     env_names, env_hash, strategy]
   rollout_finished  namespace, name, uid, revision, result, reason, seconds [, message, strategy]
-  step              uid, step, status, reason, seconds [, message]     (joined to the uid's open attempt)
+  step              uid, step, status, reason, seconds [, message]     (joined to the uid's open attempt; see below)
   candidate_logs    uid, revision, lines   (a refused release's last log lines, scrubbed on the host; joined to the
-                    uid's latest attempt when that released this revision)
+                    uid's open attempt when that releases this revision)
   reconcile_finished  stalled, waiting, seconds [, error]
   phase             namespace, name, phase      (the object's status.phase, when it changes)
   health            namespace, name, uid, ok, latency_ms, stats (.cpu_percent, .memory_bytes) [, revision,
@@ -19,11 +19,15 @@ Events and the fields it reads (anything else is ignored; a missing field gets a
   forget            namespace, name [, uid]
   cleanup           namespace, name, uid, result, message, seconds   (what a delete did on the host)
 It keeps each uid's latest attempt: a finished rollout replaces the row its start wrote, and a later revert
-points at the attempt that released the reverted revision.
+points at the attempt that released the reverted revision. The source step runs before the plan knows whether
+anything is to be released, so a step seen while no attempt of its uid is open is held until the uid's next event:
+a `rollout_started` takes it into the new attempt; any other event writes it on its own (a reconcile, revert or
+repair that released nothing new), so it never lands in an attempt that had already finished.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -68,8 +72,11 @@ class HistoryListener:
         self._metrics = metrics
         self._latest: dict[str, RolloutAttempt] = {}
         self._uids: dict[tuple[str, str], str] = {}
+        self._held: dict[str, StepTransition] = {}
 
     def __call__(self, event: str, fields: dict[str, object]) -> None:
+        if event != "rollout_started" and (held := self._held.pop(_str(fields, "uid"), None)) is not None:
+            self._recorder.record(held)  # no attempt started after it: it stands alone
         handler = getattr(self, f"_on_{event}", None)
         if handler is not None:
             handler(fields)
@@ -96,6 +103,9 @@ class HistoryListener:
         )
         self._latest[uid] = attempt
         self._recorder.record(attempt)
+        held = self._held.pop(uid, None)
+        if held is not None:
+            self._recorder.record(dataclasses.replace(held, attempt_id=attempt.id))
 
     def _on_rollout_finished(self, f: dict[str, object]) -> None:
         uid, seconds = _str(f, "uid"), _float(f, "seconds") or 0.0
@@ -118,26 +128,32 @@ class HistoryListener:
 
     def _on_step(self, f: dict[str, object]) -> None:
         uid = _str(f, "uid")
-        attempt = self._latest.get(uid)
+        attempt = self._open_attempt(uid)
         finished = utcnow()
-        self._recorder.record(
-            StepTransition(
-                attempt_id=attempt.id if attempt is not None else "",
-                uid=uid,
-                step=_str(f, "step"),
-                status=_str(f, "status"),
-                reason=_str(f, "reason"),
-                message=_str(f, "message"),
-                started_at=finished - timedelta(seconds=_float(f, "seconds") or 0.0),
-                finished_at=finished,
-            )
+        step = StepTransition(
+            attempt_id=attempt.id if attempt is not None else "",
+            uid=uid,
+            step=_str(f, "step"),
+            status=_str(f, "status"),
+            reason=_str(f, "reason"),
+            message=_str(f, "message"),
+            started_at=finished - timedelta(seconds=_float(f, "seconds") or 0.0),
+            finished_at=finished,
         )
+        if attempt is None:
+            self._held[uid] = step
+        else:
+            self._recorder.record(step)
+
+    def _open_attempt(self, uid: str) -> RolloutAttempt | None:
+        attempt = self._latest.get(uid)
+        return attempt if attempt is not None and attempt.result is None else None
 
     def _on_candidate_logs(self, f: dict[str, object]) -> None:
         uid, revision, lines = _str(f, "uid"), _str(f, "revision"), f.get("lines")
         if not isinstance(lines, list | tuple) or not lines:
             return
-        attempt = self._latest.get(uid)
+        attempt = self._open_attempt(uid)
         self._recorder.record(
             CandidateLogs(
                 uid=uid,
@@ -217,4 +233,5 @@ class HistoryListener:
         self._metrics.forget(namespace, name)
         if uid:
             self._latest.pop(uid, None)
+            self._held.pop(uid, None)
             self._recorder.forget(uid)

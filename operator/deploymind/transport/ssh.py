@@ -105,13 +105,22 @@ class SSHTransport:
 
         A cancellation meanwhile lets the start finish and then stops the process: a channel cancelled while it
         opens could run the command with nobody left to stop it. A host that keeps the connection open but does not
-        start the command in time gets the connection aborted; if the command did start, its own deadline ends it.
+        start the command in time has the connection aborted under the start, which then fails at once; if the
+        command did start, its own deadline ends it. Not retried: the command may have run.
         """
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                return await start_or_undo(conn.create_process(command, encoding=None), _stop, CLOSE_WAIT_S)
-        except TimeoutError:
+        gave_up = False
+
+        def give_up() -> None:
+            nonlocal gave_up
+            gave_up = True
             conn.abort()
+
+        deadline = asyncio.get_running_loop().call_later(self._connect_timeout, give_up)
+        try:
+            return await start_or_undo(conn.create_process(command, encoding=None), _stop, CLOSE_WAIT_S)
+        except (asyncssh.Error, OSError):
+            if not gave_up:
+                raise
             await self._forget(conn)
             raise TransportError(
                 TARGET_UNREACHABLE,
@@ -119,6 +128,8 @@ class SSHTransport:
                 "so the connection was dropped; whether the script started is unknown (if it did, its own deadline "
                 "ends it): it is retried when the host answers again",
             ) from None
+        finally:
+            deadline.cancel()
 
     async def _finish(
         self,
