@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,7 +43,7 @@ class Hold:
     """An API server reaction holding the first request on `criteria` that `wanted` accepts (once `armed` is set)
     until `dead` is set, then failing it (503) so it never takes effect, or, with `pass_on`, letting it through."""
 
-    def __init__(self, kube: Kube, criteria: str, wanted: Callable[[Request], bool] = lambda r: True, *,
+    def __init__(self, kube: Kube, criteria: str | re.Pattern[str], wanted: Callable[[Request], bool] = lambda r: True, *,
                  armed: threading.Event | None = None, pass_on: bool = False) -> None:
         self.held = threading.Event()
         self.dead = threading.Event()
@@ -70,6 +71,11 @@ class Hold:
         if self._pass_on:
             return None
         return Response(status=503, payload={"kind": "Status", "status": "Failure", "code": 503})
+
+
+def lease_requests(namespace: str) -> re.Pattern[str]:
+    """Every request on the Leases of the test's namespace (the host Leases live there)."""
+    return re.compile(rf"/apis/coordination\.k8s\.io/v1/namespaces/{namespace}/leases(/.*)?")
 
 
 def status_patch(request: Request) -> dict[str, Any]:
@@ -149,7 +155,7 @@ def test_an_operator_killed_at_each_step_of_a_revert_converges_on_the_revert_tar
         cluster: Cluster, crashable: Operator, app_repo: AppRepo, docker_engine: DockerEngine, kube: Kube) -> None:
     op = crashable
     scene = Scene(cluster, app_repo, docker_engine, op.host_dir)
-    leases = f"/apis/coordination.k8s.io/v1/namespaces/{cluster.namespace}/leases"
+    leases = lease_requests(cluster.namespace)
     deployment_status = f"patch /apis/deploymind.io/v1alpha1/namespaces/{cluster.namespace}/deployments/web/status"
 
     # 1. The intent is written; the operator dies before the host is asked (its host Lease request is held).
@@ -220,8 +226,7 @@ def test_a_revert_whose_host_goes_away_finishes_when_the_host_is_back(
         scene.release_bad()
         # The intent is in status and the revert waits for its host Lease: then sshd goes away.
         intent = IntentWatch(kube, cluster.namespace)
-        hold = Hold(kube, f"/apis/coordination.k8s.io/v1/namespaces/{cluster.namespace}/leases",
-                    armed=intent.landed, pass_on=True)
+        hold = Hold(kube, lease_requests(cluster.namespace), armed=intent.landed, pass_on=True)
         fail_health(scene.port)
         wait_for(hold.held.is_set, 30, "the revert's host Lease request")
         take_down(server)

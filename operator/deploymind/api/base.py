@@ -26,9 +26,15 @@ class Rule:
     message: str
     check: Callable[[Any], bool]
     field_path: str | None = None
+    message_expression: str | None = None
+    """CEL for a message naming the culprit (kube-apiserver falls back to `message` if it fails)."""
+    describe: Callable[[Any], str] | None = None
+    """The same message in Python."""
 
     def entry(self) -> dict[str, str]:
         entry = {"rule": self.cel, "message": self.message}
+        if self.message_expression:
+            entry["messageExpression"] = self.message_expression
         if self.field_path:
             entry["fieldPath"] = self.field_path
         return entry
@@ -59,7 +65,9 @@ class ApiModel(BaseModel):
         for rule in self.rules:
             if not rule.check(self):
                 # ctx carries the field path so `validate` can name the exact field, as kube-apiserver does.
-                raise PydanticCustomError("rule", rule.message, {"field_path": rule.field_path or ""})
+                message = rule.describe(self) if rule.describe else rule.message
+                raise PydanticCustomError("rule", message.replace("{", "{{").replace("}", "}}"),
+                                          {"field_path": rule.field_path or ""})
         return self
 
     def wire(self) -> dict[str, Any]:

@@ -229,6 +229,15 @@ class Resources(ApiModel):
     """CPU limit in cores (e.g. 0.5)."""
 
 
+def _duplicate(env: list[EnvVar]) -> str:
+    seen: set[str] = set()
+    for var in env:
+        if var.name in seen:
+            return var.name
+        seen.add(var.name)
+    return ""
+
+
 class Container(ApiModel):
     """How the application's container runs (host networking; the app listens on $PORT)."""
 
@@ -251,6 +260,9 @@ class Container(ApiModel):
         Rule(
             cel="!has(self.env) || self.env.all(e, self.env.exists_one(f, f.name == e.name))",
             message="env names must be unique",
+            message_expression="'env name ' + self.env.filter(e, self.env.filter(f, f.name == e.name).size() > 1)"
+                               "[0].name + ' is set more than once; names must be unique'",
+            describe=lambda c: f"env name {_duplicate(c.env)} is set more than once; names must be unique",
             check=lambda c: len({e.name for e in c.env}) == len(c.env),
             field_path=".env",
         ),

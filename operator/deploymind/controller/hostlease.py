@@ -109,18 +109,19 @@ class HostLeases:
         while True:
             try:
                 holder = await self._try_acquire(name, uid, host_key)
+                busy = f"is held by {holder}"
             except Conflict:
-                holder = "another Deployment that took it just now"
+                holder, busy = "", "was taken by another Deployment just now"
             except Exception as e:
                 if not is_transient(e):
                     raise
-                holder = f"nobody known: the API server did not answer ({e})"
+                holder, busy = "", f"could not be read or written (the API server: {e})"
             if holder is None:
                 break
             if loop.time() > deadline:
-                raise Waiting(reasons.HOST_BUSY, f"the host's Lease {self._namespace}/{name} for {host_key} is held "
-                                                 f"by {holder}; will retry")
-            if on_wait is not None and not told:
+                raise Waiting(reasons.HOST_BUSY, f"the host's Lease {self._namespace}/{name} for {host_key} {busy}; "
+                                                 "will retry")
+            if on_wait is not None and holder and not told:
                 told = True
                 await on_wait(holder)
             await asyncio.sleep(delay)
