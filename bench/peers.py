@@ -233,6 +233,8 @@ class World:
     objects: client.CustomObjectsApi
     operator: subprocess.Popen[bytes]
     operator_log: Path
+    http_port: int
+    """The operator's /healthz, /metrics and /history."""
     remote_dir: Path
     """Owned by the sshd login user: the peers' work files on the host."""
     ansible: Path | None
@@ -242,6 +244,12 @@ class World:
         obj: dict[str, Any] = self.objects.get_namespaced_custom_object(  # type: ignore[assignment]
             GROUP, VERSION, NAMESPACE, PLURAL, name)
         return dict(obj.get("status") or {})
+
+    def history(self, name: str) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.http_port}/history/{NAMESPACE}/{name}?limit=100"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body: dict[str, Any] = json.loads(r.read())
+        return body
 
 
 def install_ansible(venv: Path) -> tuple[Path | None, str]:
@@ -293,7 +301,8 @@ def world(root: Path, ansible: Path | None) -> Iterator[World]:
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "PYTHONPATH": str(ROOT / "operator")})
         wait_for(lambda: http_get(http_port, "/healthz", timeout=1)[0] == 200, 60, "the operator's /healthz")
-        yield World(root, engine, sshd, client.CustomObjectsApi(api_client), operator, log_path, remote_dir, ansible)
+        yield World(root, engine, sshd, client.CustomObjectsApi(api_client), operator, log_path, http_port,
+                    remote_dir, ansible)
     finally:
         if operator is not None and operator.poll() is None:
             os.killpg(operator.pid, signal.SIGTERM)
@@ -488,19 +497,41 @@ def bench_app(w: World, app: App, commits: int) -> dict[str, Any]:
     for m, repo in methods:
         body = f"{m.name} {app.name} first\n"
         first[m.name] = m.deploy(app.commit(repo, body), body)
-    updates: dict[str, list[dict[str, float]]] = {m.name: [] for m, _ in methods}
+    updates: dict[str, list[dict[str, Any]]] = {m.name: [] for m, _ in methods}
     for i in range(commits):
         for m, repo in methods:
             body = f"{m.name} {app.name} commit {i + 1}\n"
-            timing = m.deploy(app.commit(repo, body), body)
-            updates[m.name].append({k: round(v, 3) for k, v in timing.items()})
+            sha = app.commit(repo, body)
+            timing = m.deploy(sha, body)
+            updates[m.name].append({"commit": sha, **{k: round(v, 3) for k, v in timing.items()}})
             print(f"{app.name:>10} {m.name:>10} commit {i + 1}: {timing['answers_s']:.2f} s", flush=True)
+    steps = deploymind_steps(w, app.name, updates["deploymind"])
     return {
         "pid1": app.pid1,
         "first_deploy_s": {k: round(v["answers_s"], 3) for k, v in first.items()},
         "update_answers_s": {k: summary([u["answers_s"] for u in v]) for k, v in updates.items()},
+        "deploymind_step_s": {k: summary(v) for k, v in steps.items()},
         "updates": updates,
     }
+
+
+def deploymind_steps(w: World, name: str, updates: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Step durations of each timed DeployMind rollout, from the operator's history (added to `updates` too)."""
+    def recorded() -> list[dict[str, Any]] | None:
+        rollouts = {r["commit"]: r for r in w.history(name)["rollouts"] if r.get("finishedAt")}
+        found = [rollouts.get(u["commit"]) for u in updates]
+        return None if None in found else [r for r in found if r is not None]
+
+    # The history is written off the event loop, so the last rollout may land a moment after its status.
+    rollouts = wait_for(recorded, 30, f"the history of {name}'s timed rollouts", interval=0.2)
+    steps: dict[str, list[float]] = {}
+    for update, rollout in zip(updates, rollouts, strict=True):
+        update["steps_s"] = {s["step"]: s["durationSeconds"] for s in rollout["steps"]
+                             if s.get("durationSeconds") is not None}
+        update["rollout_s"] = rollout["durationSeconds"]
+        for step, seconds in [*update["steps_s"].items(), ("rollout", rollout["durationSeconds"])]:
+            steps.setdefault(step, []).append(float(seconds))
+    return steps
 
 
 def ratios(result: dict[str, Any]) -> dict[str, Any]:
@@ -514,16 +545,16 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["| App (PID 1) | Method | requested → new version answers: median (min–max), n | ratio |",
+    lines = ["| App (PID 1) | Method | requested -> new version answers: median (min-max), n | ratio |",
              "|---|---|---|---|"]
     for app_name, result in results["apps"].items():
         r = result["ratios"]
         for method, s in result["update_answers_s"].items():
-            ratio = {"deploymind": f"{r['deploymind_over_limit']}× the limit",
-                     "ansible": f"{r.get('ansible_over_deploymind', '-')}× DeployMind",
+            ratio = {"deploymind": f"{r['deploymind_over_limit']}x the limit",
+                     "ansible": f"{r.get('ansible_over_deploymind', '-')}x DeployMind",
                      "bare-ssh": "the limit"}[method]
             lines.append(f"| {app_name} ({result['pid1'].split(' (')[0]}) | {method} | "
-                         f"{s['median']:.2f} s ({s['min']:.2f}–{s['max']:.2f}), n={s['n']} | {ratio} |")
+                         f"{s['median']:.2f} s ({s['min']:.2f}-{s['max']:.2f}), n={s['n']} | {ratio} |")
     return "\n".join(lines)
 
 

@@ -289,7 +289,8 @@ def test_the_sandbox_prints_its_metrics_and_history_urls_and_serves_them(
                 break
         output = "".join(lines)
         metrics_url = re.search(r"metrics: (http://127\.0\.0\.1:\d+/metrics)", output)
-        history_url = re.search(r"history: (http://127\.0\.0\.1:(\d+))/history/", output)
+        history_url = re.search(r"history: KUBECONFIG=\S+ deploymind history NAME .*\(or (http://127\.0\.0\.1:(\d+))"
+                                r"/history/", output)
         assert metrics_url and history_url, output
         port = int(history_url.group(2))
 

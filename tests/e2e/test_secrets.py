@@ -153,7 +153,11 @@ def test_a_secret_env_value_reaches_the_container_and_nowhere_else(
             "web", lambda s: any(f["commit"] == bad for f in s.get("failedRevisions", [])), 60, "bad revision refused")
     assert ready(status) == "False/RevisionQuarantined"
     released = next(c for c in status["conditions"] if c["type"] == "Released")
-    assert "token is ***" in released["message"], released["message"]
+    assert "deploymind history web" in released["message"], released["message"]
+    # Its log lines are in the history only, masked; never in status or Events.
+    refused = next(f["id"] for f in status["failedRevisions"] if f["commit"] == bad)
+    code, body = http_get(operator.http_port, f"/history/{cluster.namespace}/web?revision={refused}")
+    assert code == 200 and "token is ***" in body, body
     assert http_get(port) == (200, "revision 1\n")
 
     assert sampler.release_scripts >= 2, "the sampler never saw a release script's command line"
@@ -163,9 +167,11 @@ def test_a_secret_env_value_reaches_the_container_and_nowhere_else(
     events = json.dumps(cluster.events())
     assert not any(n.decode() in events for n in needles), "the value is in an Event"
     assert not any(n.decode() in operator.logs() for n in needles), "the value is in the operator's log"
-    # The operator's state (source cache, history) and the host's release files (job scripts, results; the env
-    # file is removed when its job ends).
-    assert files_containing(operator.workdir, needles) == []
+    # The operator's state (source cache, history) and the host's release files (job scripts, results). Only each
+    # revision's own env file (mode 0600, kept so a revert runs it exactly as it ran) holds the value.
+    kept = files_containing(operator.workdir, needles)
+    assert kept and all(Path(f).name == "env" and Path(f).parent.parent.name == "releases" for f in kept), kept
+    assert all(Path(f).stat().st_mode & 0o777 == 0o600 for f in kept)
     for fmt in (INSPECT_FORMAT, STATE_FORMAT):
         assert secret_value not in docker(docker_engine, "container", "inspect", "--format", fmt, stable)
     # ...while a plain `docker inspect` does show it: the formats above leave it out on purpose.
