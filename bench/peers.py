@@ -1,16 +1,18 @@
-"""Benchmark of one update done three ways onto the same SSH host (issue 8): DeployMind, Ansible, one bare ssh.
+"""Benchmark of one update done three ways onto one SSH host (issue 8): DeployMind, Ansible and one bare ssh.
 
 Parts, all real and on loopback: a private Docker engine (`DockerEngine`), the test world's sshd in front of it
 (`Sshd`, whose login user's `docker` reaches that engine), the Kubernetes API emulator (`ApiServer` with the CRD
 from `render_crd()`), the operator as a subprocess (`python -m deploymind run … --allow-file-repos`; ssh transport,
 so no `--allow-local-transport`), ansible-core from PyPI in its own venv, and fixture Git repositories.
 
-The three methods, each with its own repository, container and port, one after the other within each round:
+The methods, each with its own repository, container and port, one after the other within each round:
   1. deploymind: a Deployment whose target is the sshd host (key and known_hosts in Secrets); an update is a new
      commit on `main` plus a new `deploymind.io/requested-at` annotation;
-  2. ansible: `ansible-playbook` against the sshd host (pipelining on, facts off, strict host-key checking with
-     the sshd's known_hosts): git checkout of the commit on the host, docker build, `docker rm -f` the old
-     container, docker run, `uri` until /health answers 200;
+  2. ansible: `ansible-playbook` against the sshd host (strict host-key checking with the sshd's known_hosts): git
+     checkout of the commit on the host, docker build, `docker rm -f` the old container, docker run, `uri` until
+     /health answers 200. Two configurations: `ansible` as fast as it goes (facts off, pipelining on) and
+     `ansible-defaults` (the same playbook with Ansible's defaults: facts gathered, no pipelining); both keep
+     Ansible's default ssh ControlPersist, so a run reuses the previous run's connection;
   3. bare-ssh, the physical limit: `git archive <commit>` here piped into one `ssh` whose remote script
      `docker build`s that tarball (`docker build -`), `docker rm -f`s the old container, `docker run`s the new one
      and polls /health.
@@ -67,7 +69,7 @@ from world.sshd import Sshd  # noqa: E402
 T = TypeVar("T")
 NAMESPACE = "bench"
 COMMAND = "python bench/peers.py --json bench/peers.results.json"
-METHODS = ("deploymind", "ansible", "bare-ssh")
+METHODS = ("deploymind", "ansible", "ansible-defaults", "bare-ssh")
 POLL_S = 0.02
 UPDATE_TIMEOUT_S = 120.0
 ANSIBLE_VENV = Path.home() / ".cache" / "deploymind-bench" / "ansible-core"
@@ -386,20 +388,21 @@ class DeployMind:
 
 @dataclass
 class Ansible:
-    """`ansible-playbook` of PLAYBOOK against the sshd host."""
+    """`ansible-playbook` of PLAYBOOK against the sshd host: `tuned` (facts off, pipelining on) or Ansible's defaults."""
 
     w: World
     app: App
     repo: AppRepo
     port: int
-    playbook: Path
-    name: str = "ansible"
+    name: str
+    here: Path
+    """This variant's ansible.cfg, inventory, playbook, ANSIBLE_HOME and logs."""
     runs: int = 0
 
     @classmethod
-    def prepare(cls, w: World, app: App, repo: AppRepo, port: int) -> Ansible:
-        assert w.ansible is not None
-        here = w.root / "ansible"
+    def prepare(cls, w: World, app: App, repo: AppRepo, port: int, tuned: bool) -> Ansible:
+        name = "ansible" if tuned else "ansible-defaults"
+        here = w.root / name
         if not here.exists():
             here.mkdir()
             s = w.sshd
@@ -413,26 +416,26 @@ class Ansible:
                 "[defaults]\n"
                 f"inventory = {here / 'inventory.ini'}\n"
                 "host_key_checking = True\n"
-                "[ssh_connection]\n"
-                "pipelining = True\n")
-            (here / "playbook.yml").write_text(PLAYBOOK)
-        return cls(w, app, repo, port, here / "playbook.yml")
+                + ("[ssh_connection]\npipelining = True\n" if tuned else ""))
+            (here / "playbook.yml").write_text(PLAYBOOK if tuned else PLAYBOOK.replace("  gather_facts: false\n", ""))
+        return cls(w, app, repo, port, name, here)
 
     def deploy(self, sha: str, body: str) -> dict[str, float]:
-        what = f"ansible {self.app.name} {sha[:12]}"
+        what = f"{self.name} {self.app.name} {sha[:12]}"
         assert self.w.ansible is not None
-        here = self.playbook.parent
-        variables = {"repo": self.repo.url, "commit": sha, "checkout": str(self.w.remote_dir / f"ansible-{self.app.name}"),
-                     "image": f"peers/ansible-{self.app.name}:{sha[:12]}", "container": f"ansible-{self.app.name}",
-                     "port": self.port}
-        log = here / f"{self.app.name}-{self.runs}.log"
+        variables = {"repo": self.repo.url, "commit": sha,
+                     "checkout": str(self.w.remote_dir / f"{self.name}-{self.app.name}"),
+                     "image": f"peers/{self.name}-{self.app.name}:{sha[:12]}",
+                     "container": f"{self.name}-{self.app.name}", "port": self.port}
+        log = self.here / f"{self.app.name}-{self.runs}.log"
         self.runs += 1
-        env = {**os.environ, "LC_ALL": "C.UTF-8", "ANSIBLE_CONFIG": str(here / "ansible.cfg"),
-               "ANSIBLE_HOME": str(here / "home")}
+        env = {**os.environ, "LC_ALL": "C.UTF-8", "ANSIBLE_CONFIG": str(self.here / "ansible.cfg"),
+               "ANSIBLE_HOME": str(self.here / "home")}
         started = time.monotonic()
         with log.open("wb") as out:
-            process = subprocess.Popen([str(self.w.ansible), str(self.playbook), "-e", json.dumps(variables)],
-                                       stdout=out, stderr=subprocess.STDOUT, env=env, cwd=here)
+            process = subprocess.Popen(
+                [str(self.w.ansible), str(self.here / "playbook.yml"), "-e", json.dumps(variables)],
+                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.here)
         try:
             answers = until_answers(self.port, body, started, what, process, log)
             return {"answers_s": answers, "process_exit_s": finish(process, started, what, log)}
@@ -485,13 +488,13 @@ def bench_app(w: World, app: App, commits: int) -> dict[str, Any]:
     """First deploy of each method (not timed), then `commits` rounds of one fresh commit per method."""
     methods: list[tuple[Method, AppRepo]] = []
     for method in METHODS:
-        if method == "ansible" and w.ansible is None:
+        if method.startswith("ansible") and w.ansible is None:
             continue
         repo = app.make(w.root / "apps" / f"{app.name}-{method}")
         port = free_port()
         m: Method = (DeployMind(w, app, repo, port) if method == "deploymind"
-                     else Ansible.prepare(w, app, repo, port) if method == "ansible"
-                     else BareSsh(w, app, repo, port))
+                     else BareSsh(w, app, repo, port) if method == "bare-ssh"
+                     else Ansible.prepare(w, app, repo, port, tuned=method == "ansible"))
         methods.append((m, repo))
     first: dict[str, dict[str, float]] = {}
     for m, repo in methods:
@@ -538,9 +541,11 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
     med = {k: v["median"] for k, v in result["update_answers_s"].items()}
     out: dict[str, Any] = {"deploymind_over_limit": round(med["deploymind"] / med["bare-ssh"], 2),
                            "goal_deploymind_within_2x_limit": med["deploymind"] <= 2 * med["bare-ssh"]}
-    if "ansible" in med:
-        out["ansible_over_deploymind"] = round(med["ansible"] / med["deploymind"], 2)
-        out["goal_3x_faster_than_ansible"] = med["ansible"] >= 3 * med["deploymind"]
+    for peer in ("ansible", "ansible-defaults"):
+        if peer in med:
+            key = peer.replace("-", "_")
+            out[f"{key}_over_deploymind"] = round(med[peer] / med["deploymind"], 2)
+            out[f"goal_3x_faster_than_{key}"] = med[peer] >= 3 * med["deploymind"]
     return out
 
 
@@ -552,6 +557,7 @@ def table(results: dict[str, Any]) -> str:
         for method, s in result["update_answers_s"].items():
             ratio = {"deploymind": f"{r['deploymind_over_limit']}x the limit",
                      "ansible": f"{r.get('ansible_over_deploymind', '-')}x DeployMind",
+                     "ansible-defaults": f"{r.get('ansible_defaults_over_deploymind', '-')}x DeployMind",
                      "bare-ssh": "the limit"}[method]
             lines.append(f"| {app_name} ({result['pid1'].split(' (')[0]}) | {method} | "
                          f"{s['median']:.2f} s ({s['min']:.2f}-{s['max']:.2f}), n={s['n']} | {ratio} |")

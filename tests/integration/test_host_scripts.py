@@ -320,6 +320,20 @@ def test_failed_candidate_leaves_old_container_serving(host: Host, app_repo: App
     assert refused.container_id == old_id.split()[0]
 
 
+def test_log_lines_mask_secret_values_and_long_values_but_leave_short_plain_ones_readable(
+        host: Host, app_repo: AppRepo) -> None:
+    # PIN is short but comes from a Secret; MODE is short and plain; NOTE is plain but long enough to be a key.
+    env = "MODE=a\nPIN=42\nNOTE=plain-but-long-value\n"
+    commit(app_repo, Health.UNHEALTHY, log_env="MODE")
+    app_repo.write_file("start.sh", '/bin/busybox echo "daemon started: MODE=$MODE PIN=$PIN NOTE=$NOTE"\n'
+                        + START_SCRIPT.format(comment="logs its env", degrade="", port=8080))
+    app_repo.commit_all("logs its env")
+    assert host.build(app_repo, "bad").ok
+    refused = host.release("bad", env, secret_env_names=("PIN",))
+    assert refused.result is results.ReleaseOutcome.CANDIDATE_UNHEALTHY
+    assert "daemon started: MODE=a PIN=*** NOTE=***" in refused.logs, refused.logs
+
+
 def test_release_again_is_a_fast_no_op_and_the_same_attempt_reads_its_result(host: Host, app_repo: AppRepo) -> None:
     assert host.build(app_repo, "r1").ok
     first = host.release("r1", attempt="a1")

@@ -17,7 +17,7 @@ import asyncssh
 import pytest
 
 from deploymind.sandbox.docker_engine import DockerEngine
-from deploymind.transport.base import Transport, TransportError
+from deploymind.transport.base import Payload, Transport, TransportError
 from deploymind.transport.local import LocalTransport
 from deploymind.transport.ssh import SSHTransport
 from world.dirs import private_dir
@@ -75,12 +75,12 @@ async def test_the_script_text_reaches_the_shell_unchanged(transport: Transport)
     assert result.stdout == b"it's $HOME|a b\n"
 
 
-async def test_stdin_reaches_the_script_byte_exact(transport: Transport) -> None:
-    payload = os.urandom(1024 * 1024)
-    result = await transport.run("cat", stdin=payload, timeout=60)
+async def test_a_payload_reaches_the_script_on_stdin_byte_exact(transport: Transport) -> None:
+    payload = Payload("test-bytes", os.urandom(1024 * 1024))
+    result = await transport.run("cat", payload=payload, timeout=60)
     assert result.ok
-    assert len(result.stdout) == len(payload)
-    assert hashlib.sha256(result.stdout).digest() == hashlib.sha256(payload).digest()
+    assert len(result.stdout) == len(payload.data)
+    assert hashlib.sha256(result.stdout).hexdigest() == payload.sha256
 
 
 async def test_without_stdin_the_script_reads_end_of_file(transport: Transport) -> None:

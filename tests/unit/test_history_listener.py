@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from deploymind.history.listener import HistoryListener
 from deploymind.history.recorder import HistoryRecorder
 from deploymind.history.store import HistoryStore
+from deploymind.hook_events import (
+    CandidateLogsCaptured,
+    HealthProbed,
+    HostUnreachable,
+    ObjectForgotten,
+    ReconcileFinished,
+    Reverted,
+    RolloutFinished,
+    RolloutStarted,
+    StepFinished,
+    TransportCalled,
+    WebhookHandled,
+)
 from deploymind.metrics import Metrics
 
 
-@dataclass(frozen=True)
-class Stats:  # the shape of commands.results.Stats
-    cpu_percent: float
-    memory_bytes: int
+class Object(TypedDict):
+    namespace: str
+    name: str
+    uid: str
+
+
+OBJ: Object = {"namespace": "shop", "name": "web", "uid": "uid-web"}
 
 
 async def test_a_rollout_and_a_revert_told_through_hooks_leave_rows_and_metrics(tmp_path: Path) -> None:
@@ -22,29 +38,18 @@ async def test_a_rollout_and_a_revert_told_through_hooks_leave_rows_and_metrics(
     recorder = HistoryRecorder(HistoryStore(f"sqlite:///{tmp_path}/h.sqlite3"), metrics)
     recorder.start()
     listen = HistoryListener(recorder, metrics)
-    obj = {"namespace": "shop", "name": "web", "uid": "uid-web"}
+    revision = "aaaaaaaaaaaa-11111111"
 
-    listen("rollout_started", {**obj, "trigger": "Webhook", "revision": "aaaaaaaaaaaa-11111111", "generation": 4})
-    listen("step", {"uid": "uid-web", "step": "build", "status": "Succeeded", "reason": "Built", "seconds": 2.5})
-    listen(
-        "rollout_finished",
-        {**obj, "revision": "aaaaaaaaaaaa-11111111", "result": "Succeeded", "reason": "Released", "seconds": 12.0},
-    )
-    listen("reconcile_finished", {**obj, "stalled": None, "waiting": None, "seconds": 12.5})
-    listen("health", {**obj, "ok": True, "latency_ms": 8.0, "stats": Stats(cpu_percent=12.5, memory_bytes=4096)})
-    listen("health", {**obj, "ok": False, "latency_ms": None, "stats": None})
-    listen(
-        "revert",
-        {
-            **obj,
-            "from_revision": "aaaaaaaaaaaa-11111111",
-            "to_revision": "bbbbbbbbbbbb-22222222",
-            "reason": "3 consecutive failures",
-        },
-    )
-    listen("transport_call", {"transport": "ssh", "error_reason": "TargetUnreachable"})
-    listen("something_new", {"whatever": 1})
-    listen("forget", {"namespace": "shop", "name": "web"})
+    listen(RolloutStarted(**OBJ, trigger="Webhook", revision=revision, generation=4))
+    listen(StepFinished(uid="uid-web", step="build", status="Succeeded", reason="Built", seconds=2.5))
+    listen(RolloutFinished(**OBJ, revision=revision, result="Succeeded", reason="Released", seconds=12.0))
+    listen(ReconcileFinished(**OBJ, trigger="Webhook", stalled=None, waiting=None, seconds=12.5))
+    listen(HealthProbed(**OBJ, ok=True, latency_ms=8.0, revision=revision, cpu_percent=12.5, memory_bytes=4096))
+    listen(HealthProbed(**OBJ, ok=False, latency_ms=None, revision=revision))
+    listen(Reverted(**OBJ, from_revision=revision, to_revision="bbbbbbbbbbbb-22222222",
+                    message="3 consecutive failures"))
+    listen(TransportCalled(transport="ssh", error_reason="TargetUnreachable"))
+    listen(ObjectForgotten(namespace="shop", name="web"))
     assert await recorder.wait_flushed(within=10)
     await recorder.stop()
 
@@ -71,16 +76,14 @@ async def test_a_refused_releases_log_lines_are_kept_with_the_attempt_that_relea
     recorder = HistoryRecorder(HistoryStore(f"sqlite:///{tmp_path}/h.sqlite3"), metrics)
     recorder.start()
     listen = HistoryListener(recorder, metrics)
-    obj = {"namespace": "shop", "name": "web", "uid": "uid-web"}
     bad, good = "badbadbadbad-11111111", "goodgoodgood-22222222"
 
-    listen("rollout_started", {**obj, "trigger": "SpecChange", "revision": bad, "generation": 2})
-    listen("candidate_logs", {"uid": "uid-web", "revision": bad, "lines": ("booting", "panic: no DATABASE_URL")})
-    listen("rollout_finished", {**obj, "revision": bad, "result": "Failed", "reason": "RevisionQuarantined",
-                                "seconds": 16.0})
+    listen(RolloutStarted(**OBJ, trigger="SpecChange", revision=bad, generation=2))
+    listen(CandidateLogsCaptured(uid="uid-web", revision=bad, lines=("booting", "panic: no DATABASE_URL")))
+    listen(RolloutFinished(**OBJ, revision=bad, result="Failed", reason="RevisionQuarantined", seconds=16.0))
     # a revert releases without an attempt of its own: its lines stand by revision alone
-    listen("candidate_logs", {"uid": "uid-web", "revision": good, "lines": ["disk full"]})
-    listen("candidate_logs", {"uid": "uid-web", "revision": good, "lines": []})
+    listen(CandidateLogsCaptured(uid="uid-web", revision=good, lines=("disk full",)))
+    listen(CandidateLogsCaptured(uid="uid-web", revision=good, lines=()))
     assert await recorder.wait_flushed(within=10)
     await recorder.stop()
 
@@ -99,16 +102,15 @@ async def test_the_source_step_joins_the_attempt_that_starts_after_it_and_never_
     recorder = HistoryRecorder(HistoryStore(f"sqlite:///{tmp_path}/h.sqlite3"), metrics)
     recorder.start()
     listen = HistoryListener(recorder, metrics)
-    obj = {"namespace": "shop", "name": "web", "uid": "uid-web"}
-    source = {"uid": "uid-web", "step": "source", "status": "Succeeded", "reason": "Resolved", "seconds": 0.5}
+    source = StepFinished(uid="uid-web", step="source", status="Succeeded", reason="Resolved", seconds=0.5)
 
-    listen("step", source)  # the source step runs before the plan starts an attempt
-    listen("rollout_started", {**obj, "trigger": "SpecChange", "revision": "r1", "generation": 1})
-    listen("step", {"uid": "uid-web", "step": "release", "status": "Succeeded", "reason": "Released", "seconds": 0.01})
-    listen("rollout_finished", {**obj, "revision": "r1", "result": "Succeeded", "reason": "Released", "seconds": 0.6})
-    listen("reconcile_finished", {**obj, "stalled": None, "waiting": None, "seconds": 3.1})
-    listen("step", source)  # a later reconcile that finds nothing to release
-    listen("reconcile_finished", {**obj, "stalled": None, "waiting": None, "seconds": 0.6})
+    listen(source)  # the source step runs before the plan starts an attempt
+    listen(RolloutStarted(**OBJ, trigger="SpecChange", revision="r1", generation=1))
+    listen(StepFinished(uid="uid-web", step="release", status="Succeeded", reason="Released", seconds=0.01))
+    listen(RolloutFinished(**OBJ, revision="r1", result="Succeeded", reason="Released", seconds=0.6))
+    listen(ReconcileFinished(**OBJ, trigger="SpecChange", stalled=None, waiting=None, seconds=3.1))
+    listen(source)  # a later reconcile that finds nothing to release
+    listen(ReconcileFinished(**OBJ, trigger="Resume", stalled=None, waiting=None, seconds=0.6))
     assert await recorder.wait_flushed(within=10)
     await recorder.stop()
 
@@ -117,3 +119,20 @@ async def test_the_source_step_joins_the_attempt_that_starts_after_it_and_never_
     [entry] = history.rollouts
     assert [step.step for step in entry.steps] == ["source", "release"]
     assert recorder.store.row_counts()["history_steps"] == 3  # the later source step stands alone
+
+
+def test_reconciles_and_unreachable_hosts_are_counted_by_result_and_webhook_requests_by_theirs() -> None:
+    metrics = Metrics()
+    listen = HistoryListener(HistoryRecorder(HistoryStore("sqlite://"), metrics), metrics)
+
+    listen(ReconcileFinished(**OBJ, trigger="SpecChange", stalled="InvalidSpec", waiting=None, seconds=0.1))
+    listen(ReconcileFinished(**OBJ, trigger="SpecChange", stalled=None, waiting="TargetUnreachable", seconds=0.1))
+    listen(HostUnreachable(**OBJ))
+    listen(WebhookHandled(result="Accepted"))
+
+    sample = metrics.registry.get_sample_value
+    assert sample("deploymind_reconcile_total", {"result": "Stalled"}) == 1
+    assert sample("deploymind_reconcile_total", {"result": "Waiting"}) == 1
+    assert sample("deploymind_health_checks_total", {"namespace": "shop", "name": "web", "result": "Unreachable"}) == 1
+    assert sample("deploymind_health_checks_total", {"namespace": "shop", "name": "web", "result": "Failed"}) is None
+    assert sample("deploymind_webhook_requests_total", {"result": "Accepted"}) == 1

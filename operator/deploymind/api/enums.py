@@ -8,7 +8,7 @@ of ours, so every layer can take them from this one module.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 from deploymind.api.spec import Severity, Transport
 from deploymind.api.status import Phase
@@ -33,12 +33,16 @@ TRIGGERS: Final = (
 )
 
 # How a rollout attempt ended (also the `result` label of deploymind_rollouts_total).
-RESULT_SUCCEEDED: Final = "Succeeded"
-RESULT_FAILED: Final = "Failed"
-RESULT_ROLLED_BACK: Final = "RolledBack"
-RESULT_CANCELLED: Final = "Cancelled"
-RESULT_SUPERSEDED: Final = "Superseded"
-RESULTS: Final = (RESULT_SUCCEEDED, RESULT_FAILED, RESULT_ROLLED_BACK, RESULT_CANCELLED, RESULT_SUPERSEDED)
+# The Literal lets mypy check the words a producer passes (hook events); each constant is checked against it.
+AttemptResult = Literal["Succeeded", "Failed", "RolledBack", "Cancelled", "Superseded"]
+RESULT_SUCCEEDED: Final[AttemptResult] = "Succeeded"
+RESULT_FAILED: Final[AttemptResult] = "Failed"
+RESULT_ROLLED_BACK: Final[AttemptResult] = "RolledBack"
+RESULT_CANCELLED: Final[AttemptResult] = "Cancelled"
+RESULT_SUPERSEDED: Final[AttemptResult] = "Superseded"
+RESULTS: Final[tuple[AttemptResult, ...]] = (
+    RESULT_SUCCEEDED, RESULT_FAILED, RESULT_ROLLED_BACK, RESULT_CANCELLED, RESULT_SUPERSEDED
+)
 
 # How one reconcile ended (the `result` label of deploymind_reconcile_total): done, retry later (Waiting), needs the
 # user (Stalled), or an unexpected exception (Error).
@@ -56,11 +60,12 @@ STEP_RELEASE: Final = "release"
 STEP_HEALTH: Final = "health"
 STEPS: Final = (STEP_SOURCE, STEP_SCAN, STEP_BUILD, STEP_RELEASE, STEP_HEALTH)
 
-STEP_RUNNING: Final = "Running"
-STEP_SUCCEEDED: Final = "Succeeded"
-STEP_FAILED: Final = "Failed"
-STEP_SKIPPED: Final = "Skipped"
-STEP_STATUSES: Final = (STEP_RUNNING, STEP_SUCCEEDED, STEP_FAILED, STEP_SKIPPED)
+StepStatus = Literal["Running", "Succeeded", "Failed", "Skipped"]
+STEP_RUNNING: Final[StepStatus] = "Running"
+STEP_SUCCEEDED: Final[StepStatus] = "Succeeded"
+STEP_FAILED: Final[StepStatus] = "Failed"
+STEP_SKIPPED: Final[StepStatus] = "Skipped"
+STEP_STATUSES: Final[tuple[StepStatus, ...]] = (STEP_RUNNING, STEP_SUCCEEDED, STEP_FAILED, STEP_SKIPPED)
 
 # status.phase, one spelling everywhere (also the `phase` label of deploymind_phase).
 PHASES: Final = tuple(phase.value for phase in Phase)

@@ -43,12 +43,17 @@ HOST_KEY_REJECTED: Final = "HostKeyRejected"
 SCAN_BLOCKED: Final = "ScanBlocked"
 BUILD_FAILED: Final = "BuildFailed"
 DISK_FULL: Final = "DiskFull"
+INSTANCE_NOT_FOUND: Final = "InstanceNotFound"
+AWS_ACCESS_DENIED: Final = "AccessDenied"
 
 # Retry later (Waiting)
 REPOSITORY_UNREACHABLE: Final = "RepositoryUnreachable"
 TARGET_UNREACHABLE: Final = "TargetUnreachable"
 TRANSPORT_TIMEOUT: Final = "TransportTimeout"
 HOST_BUSY: Final = "HostBusy"
+INSTANCE_NOT_RUNNING: Final = "InstanceNotRunning"
+INSTANCE_NOT_MANAGED: Final = "InstanceNotManaged"
+AWS_UNAVAILABLE: Final = "AwsUnavailable"
 
 # Health outcomes
 CANDIDATE_UNHEALTHY: Final = "CandidateUnhealthy"

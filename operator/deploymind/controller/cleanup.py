@@ -21,6 +21,7 @@ from deploymind.api.spec import DeletionPolicy, DeploymentSpec
 from deploymind.commands.cleanup import LOCK_TIMEOUT_S
 from deploymind.controller.hostlease import HostLeases
 from deploymind.controller.targets import host_key, open_transport, resolve_host_inputs
+from deploymind.hook_events import CleanupFinished
 from deploymind.steps import health
 from deploymind.steps.errors import StepError, Waiting
 from deploymind.transport.base import TransportError
@@ -109,8 +110,8 @@ def _remaining(body: dict[str, Any]) -> str:
 
 async def _finish(rt: Runtime, body: dict[str, Any], started: float, type_: str, reason: str, message: str) -> None:
     meta = body["metadata"]
-    rt.hooks.emit("cleanup", namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], result=reason,
-                  message=message, seconds=asyncio.get_running_loop().time() - started)
+    rt.hooks.emit(CleanupFinished(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], result=reason,
+                                  message=message, seconds=asyncio.get_running_loop().time() - started))
     await _event(rt, body, type_, reason, message)
 
 

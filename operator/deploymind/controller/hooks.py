@@ -6,7 +6,9 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from deploymind.transport.base import Result, Transport, TransportError
+from deploymind.api.enums import STEP_FAILED, STEP_SKIPPED, STEP_SUCCEEDED, StepStatus
+from deploymind.hook_events import CandidateLogsCaptured, HookEvent, StepFinished, TransportCalled
+from deploymind.transport.base import Payload, Result, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +33,17 @@ class Hooks:
     """Shared by every actor of one operator process."""
 
     port_claims: PortClaims = field(default=_no_claims)
-    listeners: list[Callable[[str, dict[str, object]], None]] = field(default_factory=list)
-    """Receive (event name, fields): rollout_started, rollout_finished, step, health, revert, transport_call, phase,
-    cleanup (history.listener lists the fields of each)."""
+    listeners: list[Callable[[HookEvent], None]] = field(default_factory=list)
+    """Receive every event (deploymind.hook_events)."""
     env_fingerprint: EnvFingerprint = field(default=_names_only)
     """The operator sets a keyed one (history.envkey) when it records history."""
 
-    def emit(self, event: str, **fields: object) -> None:
+    def emit(self, event: HookEvent) -> None:
         for listener in self.listeners:
             try:
-                listener(event, fields)
+                listener(event)
             except Exception:  # a broken metrics or history sink must never stop a rollout
-                log.exception("hook %s failed", event)
+                log.exception("hook %s failed", type(event).__name__)
 
 
 # Step outcomes (the host scripts' result words) that mean the step had nothing to do.
@@ -52,23 +53,23 @@ _SUCCEEDED_OUTCOMES = frozenset({"Built", "Released"})
 
 @dataclass
 class StepReporter:
-    """A steps.context.Reporter that tells the hooks about one object's steps as `step` events."""
+    """A steps.context.Reporter that tells the hooks about one object's steps as StepFinished events."""
 
     hooks: Hooks
     uid: str
 
     def step(self, name: str, outcome: str, message: str, seconds: float) -> None:
-        status = "Succeeded" if outcome in _SUCCEEDED_OUTCOMES else "Skipped" if outcome in _SKIPPED_OUTCOMES \
-            else "Failed"
-        self.hooks.emit("step", uid=self.uid, step=name, status=status, reason=outcome, message=message,
-                        seconds=seconds)
+        status: StepStatus = STEP_SUCCEEDED if outcome in _SUCCEEDED_OUTCOMES \
+            else STEP_SKIPPED if outcome in _SKIPPED_OUTCOMES else STEP_FAILED
+        self.hooks.emit(StepFinished(uid=self.uid, step=name, status=status, reason=outcome, message=message,
+                                     seconds=seconds))
 
     def logs(self, revision: str, lines: Sequence[str]) -> None:
-        self.hooks.emit("candidate_logs", uid=self.uid, revision=revision, lines=tuple(lines))
+        self.hooks.emit(CandidateLogsCaptured(uid=self.uid, revision=revision, lines=tuple(lines)))
 
 
 class ReportingTransport:
-    """Wraps a transport to tell the hooks about every round trip (`transport_call`, with the error's reason)."""
+    """Wraps a transport to tell the hooks about every round trip (TransportCalled, with the error's reason)."""
 
     def __init__(self, inner: Transport, hooks: Hooks) -> None:
         self.inner = inner
@@ -76,14 +77,14 @@ class ReportingTransport:
         self.calls = 0
         self._hooks = hooks
 
-    async def run(self, script: str, *, stdin: bytes | None = None, timeout: float = 300.0) -> Result:  # noqa: ASYNC109
+    async def run(self, script: str, *, payload: Payload | None = None, timeout: float = 300.0) -> Result:  # noqa: ASYNC109
         self.calls += 1
         try:
-            result = await self.inner.run(script, stdin=stdin, timeout=timeout)
+            result = await self.inner.run(script, payload=payload, timeout=timeout)
         except TransportError as e:
-            self._hooks.emit("transport_call", transport=self.name, error_reason=e.reason)
+            self._hooks.emit(TransportCalled(transport=self.name, error_reason=e.reason))
             raise
-        self._hooks.emit("transport_call", transport=self.name)
+        self._hooks.emit(TransportCalled(transport=self.name))
         return result
 
     async def close(self) -> None:

@@ -15,6 +15,7 @@ from deploymind.controller.hostlease import HostLeases
 from deploymind.controller.kube import Kube
 from deploymind.controller.status_writer import StatusWriter
 from deploymind.controller.targets import Inputs, host_key, open_transport, target_status, transport_signature
+from deploymind.hook_events import PhaseChanged
 from deploymind.settings import Settings
 from deploymind.steps.context import StepContext
 from deploymind.transport.base import Transport
@@ -83,7 +84,7 @@ class ObjectState:
         if status.phase is not None and status.phase != self._phase:  # also after a restart: metrics start empty
             self._phase = status.phase
             meta = self.writer.obj["metadata"]
-            self.hooks.emit("phase", namespace=meta["namespace"], name=meta["name"], phase=str(status.phase))
+            self.hooks.emit(PhaseChanged(namespace=meta["namespace"], name=meta["name"], phase=status.phase))
 
     def tick_delay(self) -> float:
         if self.spec is None:

@@ -28,6 +28,7 @@ from deploymind.controller.plan import REQUESTED_AT
 from deploymind.controller.status_writer import StatusUnreadable
 from deploymind.controller.targets import resolve_inputs
 from deploymind.controller.tick import tick, transport_outcome
+from deploymind.hook_events import ReconcileFinished
 from deploymind.settings import Settings
 from deploymind.steps.errors import Stalled, Superseded, Waiting
 from deploymind.transport.base import TransportError
@@ -115,9 +116,9 @@ class Runner:
                  outcome.stalled_reason or outcome.waiting_reason or "ok")
         status.observed_generation = meta.get("generation")
         await state.write(status, conds, outcome)
-        state.hooks.emit("reconcile_finished", namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
-                         trigger=trigger, stalled=outcome.stalled_reason, waiting=outcome.waiting_reason,
-                         seconds=time.monotonic() - started)
+        state.hooks.emit(ReconcileFinished(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
+                                           trigger=trigger, stalled=outcome.stalled_reason,
+                                           waiting=outcome.waiting_reason, seconds=time.monotonic() - started))
         return result
 
     async def tick(self, obj: dict[str, Any]) -> None:

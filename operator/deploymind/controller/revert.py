@@ -17,6 +17,7 @@ from deploymind.api.status import ConditionType, RevertIntent
 from deploymind.controller import revisions
 from deploymind.controller.health_rules import Decision
 from deploymind.controller.objectstate import ObjectState
+from deploymind.hook_events import DriftRepaired, Reverted
 from deploymind.steps import release
 from deploymind.steps.context import Desired, StepContext
 
@@ -64,15 +65,15 @@ async def finish(state: ObjectState, ctx: StepContext) -> Outcome:
         if gone:
             status.revert = None
             return Outcome(stalled_reason=reasons.REVERT_FAILED, stalled_message=message)
-        return Outcome(waiting_reason=reasons.REVERT_FAILED, waiting_message=message,
-                       stalled_reason=reasons.ROLLED_BACK, stalled_message=message)
+        # Not RolledBack yet: the bad revision still runs (quarantined), and status says so.
+        return Outcome(waiting_reason=reasons.REVERT_FAILED, waiting_message=message)
     revisions.record_release(status, target, ctx.spec, result=reasons.RELEASED)
     status.revert = None
     state.bake.start(target.revision, time.monotonic())
     state.failures = 0
     conds.set(ConditionType.HEALTHY, T, reasons.HEALTHY, f"{ctx.spec.health_check.path} passed before the switch")
-    state.hooks.emit("revert", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid,
-                     from_revision=intent.from_revision, to_revision=intent.to.id, reason=intent.message)
+    state.hooks.emit(Reverted(namespace=ctx.namespace, name=ctx.name, uid=ctx.uid,
+                              from_revision=intent.from_revision, to_revision=intent.to.id, message=intent.message))
     outcome = reverted_outcome(intent)
     state.outcome = outcome
     return outcome
@@ -96,7 +97,7 @@ async def repair(state: ObjectState, ctx: StepContext, decision: Decision) -> No
         result = await release.release(ctx, target, purpose="repair", nonce=str(time.time_ns()))
     if result.ok:
         conds.set(ConditionType.HEALTHY, T, reasons.DRIFT_REPAIRED, f"{decision.message}; released {running.id} again")
-        state.hooks.emit("drift_repaired", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, revision=running.id)
+        state.hooks.emit(DriftRepaired(namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, revision=running.id))
         state.bake.start(running.id, time.monotonic())
     else:
         conds.set(ConditionType.HEALTHY, F, reasons.CONTAINER_MISSING,

@@ -20,12 +20,14 @@ from typing import Any
 
 from deploymind.api import reasons
 from deploymind.api.conditions import Conditions, T
+from deploymind.api.enums import AttemptResult
 from deploymind.api.spec import DeploymentSpec
 from deploymind.api.status import ConditionType, DeploymentStatus
 from deploymind.controller import revisions
 from deploymind.controller.objectstate import ObjectState, SpecInputs
 from deploymind.controller.plan import REQUESTED_AT, ROLLBACK_TO, Plan, plan
 from deploymind.controller.targets import resolve_inputs
+from deploymind.hook_events import RolloutFinished, RolloutStarted, StepFinished
 from deploymind.steps import build, release
 from deploymind.steps.context import Desired, StepContext
 from deploymind.steps.errors import Stalled, Superseded
@@ -82,8 +84,8 @@ async def source_step(r: Rollout) -> None:
     assert ctx.desired is not None and r.state.inputs is not None
     r.state.spec_inputs = SpecInputs(revision=ctx.desired.revision, inputs=r.state.inputs)
     r.status.desired_revision = ctx.desired.revision
-    r.state.hooks.emit("step", uid=ctx.uid, step="source", status="Succeeded", reason=reasons.RESOLVED,
-                       seconds=time.monotonic() - began)
+    r.state.hooks.emit(StepFinished(uid=ctx.uid, step="source", status="Succeeded", reason=reasons.RESOLVED,
+                                    seconds=time.monotonic() - began))
 
 
 async def plan_step(r: Rollout) -> None:
@@ -106,10 +108,10 @@ async def plan_step(r: Rollout) -> None:
     detail = (f"{ROLLBACK_TO}={r.annotations.get(ROLLBACK_TO)}" if r.plan.pinned
               else f"{REQUESTED_AT}={r.redeploy_token}" if r.redeploy_token else "")
     target = r.plan.target
-    r.state.hooks.emit("rollout_started", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, trigger=r.trigger,
-                       revision=target.revision, generation=ctx.generation, trigger_detail=detail,
-                       commit=target.commit or "", image=target.image, digest=target.digest or "",
-                       env_names=env_names, env_hash=env_hash, strategy=str(r.spec.strategy.type))
+    r.state.hooks.emit(RolloutStarted(namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, trigger=r.trigger,
+                                      revision=target.revision, generation=ctx.generation, trigger_detail=detail,
+                                      commit=target.commit or "", image=target.image, digest=target.digest or "",
+                                      env_names=env_names, env_hash=env_hash, strategy=r.spec.strategy.type))
 
 
 async def build_step(r: Rollout) -> None:
@@ -173,11 +175,11 @@ async def run(r: Rollout) -> None:
     _finished(r, "Succeeded", reasons.RELEASED)
 
 
-def _finished(r: Rollout, result: str, reason: str) -> None:
+def _finished(r: Rollout, result: AttemptResult, reason: str) -> None:
     ctx = r.step_context
-    r.state.hooks.emit("rollout_finished", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid,
-                       revision=r.target.revision, result=result, reason=reason,
-                       seconds=time.monotonic() - r.started)
+    r.state.hooks.emit(RolloutFinished(namespace=ctx.namespace, name=ctx.name, uid=ctx.uid,
+                                       revision=r.target.revision, result=result, reason=reason,
+                                       seconds=time.monotonic() - r.started))
 
 
 def _handled(r: Rollout) -> None:

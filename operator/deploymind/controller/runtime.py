@@ -10,6 +10,7 @@ from deploymind.controller.actor import Actor
 from deploymind.controller.hooks import Hooks
 from deploymind.controller.kube import Kube
 from deploymind.controller.targets import host_key
+from deploymind.hook_events import ObjectForgotten
 from deploymind.settings import Settings
 
 
@@ -46,7 +47,7 @@ class Runtime:
         return host_key(spec, self.settings)
 
     def metrics_forget(self, namespace: str, name: str) -> None:
-        self.hooks.emit("forget", namespace=namespace, name=name)
+        self.hooks.emit(ObjectForgotten(namespace=namespace, name=name))
 
 
 _current: Runtime | None = None

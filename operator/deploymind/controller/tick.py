@@ -17,6 +17,7 @@ from deploymind.api.status import ConditionType, DeploymentStatus
 from deploymind.controller import health_rules as rules
 from deploymind.controller import revert, revisions
 from deploymind.controller.objectstate import ObjectState
+from deploymind.hook_events import HealthProbed, HostUnreachable
 from deploymind.steps import health
 from deploymind.steps.context import StepContext
 from deploymind.steps.errors import Stalled, Waiting
@@ -59,13 +60,16 @@ async def tick(state: ObjectState, obj: dict[str, Any]) -> None:
     except TransportError as e:
         state.unreachable += 1
         state.bake.gap()
-        state.hooks.emit("health", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, unreachable=True)
+        state.hooks.emit(HostUnreachable(namespace=ctx.namespace, name=ctx.name, uid=ctx.uid))
         conds.set(ConditionType.HEALTHY, U, e.reason, e.message)
         await state.write(status, conds, transport_outcome(e, status, before))
         return
     state.unreachable = 0
-    state.hooks.emit("health", namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, ok=observation.probe_ok,
-                     latency_ms=observation.latency_ms, stats=observation.result.stats, revision=status.revision.id)
+    stats = observation.result.stats
+    state.hooks.emit(HealthProbed(namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, ok=observation.probe_ok,
+                                  latency_ms=observation.latency_ms, revision=status.revision.id,
+                                  cpu_percent=None if stats is None else stats.cpu_percent,
+                                  memory_bytes=None if stats is None else stats.memory_bytes))
     if spec.suspend:
         conds.set(ConditionType.HEALTHY, T if observation.probe_ok else F,
                   reasons.HEALTHY if observation.probe_ok else reasons.UNHEALTHY, observation.detail)

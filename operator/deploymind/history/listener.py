@@ -2,41 +2,25 @@
 
     hooks.listeners.append(HistoryListener(recorder, METRICS))
 
-Events and the fields it reads (anything else is ignored; a missing field gets a neutral default):
-  rollout_started   namespace, name, uid, trigger, revision, generation [, trigger_detail, commit, image, digest,
-                    env_names, env_hash, strategy]
-  rollout_finished  namespace, name, uid, revision, result, reason, seconds [, message, strategy]
-  step              uid, step, status, reason, seconds [, message]     (joined to the uid's open attempt; see below)
-  candidate_logs    uid, revision, lines   (a refused release's last log lines, scrubbed on the host; joined to the
-                    uid's open attempt when that releases this revision)
-  reconcile_finished  stalled, waiting, seconds [, error]
-  phase             namespace, name, phase      (the object's status.phase, when it changes)
-  health            namespace, name, uid, ok, latency_ms, stats (.cpu_percent, .memory_bytes) [, revision,
-                    unreachable]
-  revert            namespace, name, uid, from_revision, to_revision, reason
-  transport_call    transport [, error_reason]
-  webhook           result
-  forget            namespace, name [, uid]
-  cleanup           namespace, name, uid, result, message, seconds   (what a delete did on the host)
+It takes every deploymind.hook_events type, matched by type (mypy checks that none is left out).
 It keeps each uid's latest attempt: a finished rollout replaces the row its start wrote, and a later revert
 points at the attempt that released the reverted revision. The source step runs before the plan knows whether
 anything is to be released, so a step seen while no attempt of its uid is open is held until the uid's next event:
-a `rollout_started` takes it into the new attempt; any other event writes it on its own (a reconcile, revert or
+a RolloutStarted takes it into the new attempt; any other event writes it on its own (a reconcile, revert or
 repair that released nothing new), so it never lands in an attempt that had already finished.
 """
+
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import assert_never
 
 from deploymind.api.enums import (
     PROBE_FAILED,
     PROBE_PASSED,
     PROBE_UNREACHABLE,
-    RECONCILE_ERROR,
     RECONCILE_STALLED,
     RECONCILE_SUCCEEDED,
     RECONCILE_WAITING,
@@ -51,21 +35,32 @@ from deploymind.history.records import (
     StepTransition,
     utcnow,
 )
+from deploymind.hook_events import (
+    CandidateLogsCaptured,
+    CleanupFinished,
+    DriftRepaired,
+    HealthProbed,
+    HookEvent,
+    HostUnreachable,
+    ObjectForgotten,
+    PhaseChanged,
+    ReconcileFinished,
+    Reverted,
+    RolloutFinished,
+    RolloutStarted,
+    StepFinished,
+    TransportCalled,
+    WebhookHandled,
+)
 from deploymind.metrics import Metrics
 
-
-def _str(fields: Mapping[str, object], key: str, default: str = "") -> str:
-    value = fields.get(key)
-    return default if value is None else str(value)
-
-
-def _float(fields: Mapping[str, object], key: str) -> float | None:
-    value = fields.get(key)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+# The events of one object's reconciles that write a held step on its own (RolloutStarted takes it instead).
+_CLOSE_HELD_STEP = (RolloutFinished, StepFinished, CandidateLogsCaptured, ReconcileFinished, HealthProbed,
+                    HostUnreachable, Reverted, DriftRepaired, CleanupFinished)
 
 
 class HistoryListener:
-    """A Hooks listener: `listener(event, fields)`; never raises (Hooks also guards it)."""
+    """A Hooks listener: `listener(event)`; never raises (Hooks also guards it)."""
 
     def __init__(self, recorder: HistoryRecorder, metrics: Metrics) -> None:
         self._recorder = recorder
@@ -74,74 +69,99 @@ class HistoryListener:
         self._uids: dict[tuple[str, str], str] = {}
         self._held: dict[str, StepTransition] = {}
 
-    def __call__(self, event: str, fields: dict[str, object]) -> None:
-        if event != "rollout_started" and (held := self._held.pop(_str(fields, "uid"), None)) is not None:
+    def __call__(self, event: HookEvent) -> None:
+        if isinstance(event, _CLOSE_HELD_STEP) and (held := self._held.pop(event.uid, None)) is not None:
             self._recorder.record(held)  # no attempt started after it: it stands alone
-        handler = getattr(self, f"_on_{event}", None)
-        if handler is not None:
-            handler(fields)
+        match event:
+            case RolloutStarted():
+                self._rollout_started(event)
+            case RolloutFinished():
+                self._rollout_finished(event)
+            case StepFinished():
+                self._step(event)
+            case CandidateLogsCaptured():
+                self._candidate_logs(event)
+            case ReconcileFinished():
+                self._reconcile_finished(event)
+            case PhaseChanged():
+                self._metrics.set_phase(event.namespace, event.name, str(event.phase))
+            case HealthProbed():
+                self._health(event)
+            case HostUnreachable():
+                self._uids[(event.namespace, event.name)] = event.uid
+                self._metrics.health_check(event.namespace, event.name, PROBE_UNREACHABLE)
+            case Reverted():
+                self._reverted(event)
+            case DriftRepaired():
+                pass  # the repair shows in the step it released; the event only closes a held step (above)
+            case CleanupFinished():
+                self._recorder.record(Cleanup(uid=event.uid, namespace=event.namespace, name=event.name,
+                                              result=event.result, message=event.message,
+                                              duration_seconds=event.seconds))
+            case TransportCalled():
+                self._metrics.transport_call(event.transport, event.error_reason)
+            case WebhookHandled():
+                self._metrics.webhook_request(event.result)
+            case ObjectForgotten():
+                self._forget(event)
+            case _:
+                assert_never(event)
 
-    def _on_rollout_started(self, f: dict[str, object]) -> None:
-        uid, namespace, name = _str(f, "uid"), _str(f, "namespace"), _str(f, "name")
-        self._uids[(namespace, name)] = uid
-        names = f.get("env_names")
-        generation = f.get("generation")
+    def _rollout_started(self, e: RolloutStarted) -> None:
+        self._uids[(e.namespace, e.name)] = e.uid
         attempt = RolloutAttempt(
-            uid=uid,
-            namespace=namespace,
-            name=name,
-            generation=generation if isinstance(generation, int) else 0,
-            revision=_str(f, "revision"),
-            trigger=_str(f, "trigger"),
-            trigger_detail=_str(f, "trigger_detail"),
-            commit=_str(f, "commit"),
-            image=_str(f, "image"),
-            digest=_str(f, "digest"),
-            env_names=tuple(str(n) for n in names) if isinstance(names, list | tuple) else (),
-            env_hash=_str(f, "env_hash"),
-            strategy=_str(f, "strategy", "Recreate"),
+            uid=e.uid,
+            namespace=e.namespace,
+            name=e.name,
+            generation=e.generation,
+            revision=e.revision,
+            trigger=e.trigger,
+            trigger_detail=e.trigger_detail,
+            commit=e.commit,
+            image=e.image,
+            digest=e.digest,
+            env_names=e.env_names,
+            env_hash=e.env_hash,
+            strategy=str(e.strategy),
         )
-        self._latest[uid] = attempt
+        self._latest[e.uid] = attempt
         self._recorder.record(attempt)
-        held = self._held.pop(uid, None)
+        held = self._held.pop(e.uid, None)
         if held is not None:
             self._recorder.record(dataclasses.replace(held, attempt_id=attempt.id))
 
-    def _on_rollout_finished(self, f: dict[str, object]) -> None:
-        uid, seconds = _str(f, "uid"), _float(f, "seconds") or 0.0
-        attempt = self._latest.get(uid)
+    def _rollout_finished(self, e: RolloutFinished) -> None:
+        attempt = self._latest.get(e.uid)
         if attempt is None or attempt.result is not None:
             # the start was never seen (operator restarted mid-rollout): record what is known
             attempt = RolloutAttempt(
-                uid=uid,
-                namespace=_str(f, "namespace"),
-                name=_str(f, "name"),
+                uid=e.uid,
+                namespace=e.namespace,
+                name=e.name,
                 generation=0,
-                revision=_str(f, "revision"),
+                revision=e.revision,
                 trigger="",
-                started_at=utcnow() - timedelta(seconds=seconds),
+                started_at=utcnow() - timedelta(seconds=e.seconds),
             )
-        result = _str(f, "result")
-        finished = self._latest[uid] = attempt.finish(result, _str(f, "reason"), _str(f, "message"))
+        finished = self._latest[e.uid] = attempt.finish(e.result, e.reason)
         self._recorder.record(finished)
-        self._metrics.rollout_finished(result, _str(f, "strategy", attempt.strategy), seconds)
+        self._metrics.rollout_finished(e.result, attempt.strategy, e.seconds)
 
-    def _on_step(self, f: dict[str, object]) -> None:
-        uid = _str(f, "uid")
-        attempt = self._open_attempt(uid)
+    def _step(self, e: StepFinished) -> None:
+        attempt = self._open_attempt(e.uid)
         finished = utcnow()
         step = StepTransition(
             attempt_id=attempt.id if attempt is not None else "",
-            uid=uid,
-            step=_str(f, "step"),
-            status=_str(f, "status"),
-            reason=_str(f, "reason"),
-            message=_str(f, "message"),
-            started_at=finished - timedelta(seconds=_float(f, "seconds") or 0.0),
+            uid=e.uid,
+            step=e.step,
+            status=e.status,
+            reason=e.reason,
+            message=e.message,
+            started_at=finished - timedelta(seconds=e.seconds),
             finished_at=finished,
         )
         if attempt is None:
-            self._held[uid] = step
+            self._held[e.uid] = step
         else:
             self._recorder.record(step)
 
@@ -149,88 +169,54 @@ class HistoryListener:
         attempt = self._latest.get(uid)
         return attempt if attempt is not None and attempt.result is None else None
 
-    def _on_candidate_logs(self, f: dict[str, object]) -> None:
-        uid, revision, lines = _str(f, "uid"), _str(f, "revision"), f.get("lines")
-        if not isinstance(lines, list | tuple) or not lines:
+    def _candidate_logs(self, e: CandidateLogsCaptured) -> None:
+        if not e.lines:
             return
-        attempt = self._open_attempt(uid)
+        attempt = self._open_attempt(e.uid)
         self._recorder.record(
             CandidateLogs(
-                uid=uid,
-                revision=revision,
-                lines=tuple(str(line) for line in lines),
+                uid=e.uid,
+                revision=e.revision,
+                lines=e.lines,
                 # a revert or repair releases without an attempt of its own: then the lines stand by revision alone
-                attempt_id=attempt.id if attempt is not None and attempt.revision == revision else "",
+                attempt_id=attempt.id if attempt is not None and attempt.revision == e.revision else "",
             )
         )
 
-    def _on_reconcile_finished(self, f: dict[str, object]) -> None:
-        if f.get("error"):
-            result = RECONCILE_ERROR
-        elif f.get("stalled"):
-            result = RECONCILE_STALLED
-        elif f.get("waiting"):
-            result = RECONCILE_WAITING
-        else:
-            result = RECONCILE_SUCCEEDED
-        self._metrics.reconcile_finished(result, _float(f, "seconds") or 0.0)
+    def _reconcile_finished(self, e: ReconcileFinished) -> None:
+        result = RECONCILE_STALLED if e.stalled else RECONCILE_WAITING if e.waiting else RECONCILE_SUCCEEDED
+        self._metrics.reconcile_finished(result, e.seconds)
 
-    def _on_phase(self, f: dict[str, object]) -> None:
-        self._metrics.set_phase(_str(f, "namespace"), _str(f, "name"), _str(f, "phase"))
+    def _health(self, e: HealthProbed) -> None:
+        self._uids[(e.namespace, e.name)] = e.uid
+        latency = None if e.latency_ms is None else e.latency_ms / 1000.0
+        cpu_ratio = None if e.cpu_percent is None else e.cpu_percent / 100.0
+        self._metrics.health_check(e.namespace, e.name, PROBE_PASSED if e.ok else PROBE_FAILED,
+                                   latency if e.ok else None)
+        if cpu_ratio is not None and e.memory_bytes is not None:
+            self._metrics.container_stats(e.namespace, e.name, cpu_ratio, e.memory_bytes)
+        self._recorder.probe(e.uid, e.namespace, e.name, ok=e.ok, latency_seconds=latency, cpu_ratio=cpu_ratio,
+                             memory_bytes=e.memory_bytes, revision=e.revision)
 
-    def _on_health(self, f: dict[str, object]) -> None:
-        uid, namespace, name = _str(f, "uid"), _str(f, "namespace"), _str(f, "name")
-        self._uids[(namespace, name)] = uid
-        if f.get("unreachable"):
-            self._metrics.health_check(namespace, name, PROBE_UNREACHABLE)
-            return
-        ok = f.get("ok") is True
-        latency_ms = _float(f, "latency_ms")
-        latency = None if latency_ms is None else latency_ms / 1000.0
-        stats: Any = f.get("stats")
-        cpu_percent = getattr(stats, "cpu_percent", None)
-        memory = getattr(stats, "memory_bytes", None)
-        cpu_ratio = cpu_percent / 100.0 if isinstance(cpu_percent, int | float) else None
-        memory_bytes = memory if isinstance(memory, int) else None
-        self._metrics.health_check(namespace, name, PROBE_PASSED if ok else PROBE_FAILED, latency if ok else None)
-        if cpu_ratio is not None and memory_bytes is not None:
-            self._metrics.container_stats(namespace, name, cpu_ratio, memory_bytes)
-        self._recorder.probe(uid, namespace, name, ok=ok, latency_seconds=latency, cpu_ratio=cpu_ratio,
-                             memory_bytes=memory_bytes, revision=_str(f, "revision"))
-
-    def _on_revert(self, f: dict[str, object]) -> None:
-        namespace, name = _str(f, "namespace"), _str(f, "name")
-        attempt = self._latest.get(_str(f, "uid"))
+    def _reverted(self, e: Reverted) -> None:
+        attempt = self._latest.get(e.uid)
         self._recorder.record(
             Revert(
-                uid=_str(f, "uid"),
-                namespace=namespace,
-                name=name,
-                from_revision=_str(f, "from_revision"),
-                to_revision=_str(f, "to_revision"),
+                uid=e.uid,
+                namespace=e.namespace,
+                name=e.name,
+                from_revision=e.from_revision,
+                to_revision=e.to_revision,
                 reason=RESULT_ROLLED_BACK,
-                message=_str(f, "reason"),
+                message=e.message,
                 attempt_id=attempt.id if attempt is not None else "",
             )
         )
-        self._metrics.revert(namespace, name)
+        self._metrics.revert(e.namespace, e.name)
 
-    def _on_cleanup(self, f: dict[str, object]) -> None:
-        self._recorder.record(Cleanup(uid=_str(f, "uid"), namespace=_str(f, "namespace"), name=_str(f, "name"),
-                                      result=_str(f, "result"), message=_str(f, "message"),
-                                      duration_seconds=_float(f, "seconds")))
-
-    def _on_transport_call(self, f: dict[str, object]) -> None:
-        error = f.get("error_reason")
-        self._metrics.transport_call(_str(f, "transport"), None if error is None else str(error))
-
-    def _on_webhook(self, f: dict[str, object]) -> None:
-        self._metrics.webhook_request(_str(f, "result"))
-
-    def _on_forget(self, f: dict[str, object]) -> None:
-        namespace, name = _str(f, "namespace"), _str(f, "name")
-        uid = _str(f, "uid") or self._uids.pop((namespace, name), "")
-        self._metrics.forget(namespace, name)
+    def _forget(self, e: ObjectForgotten) -> None:
+        uid = self._uids.pop((e.namespace, e.name), "")
+        self._metrics.forget(e.namespace, e.name)
         if uid:
             self._latest.pop(uid, None)
             self._held.pop(uid, None)

@@ -16,6 +16,7 @@ from deploymind.commands.build import BuildParams, build_script
 from deploymind.commands.results import BuildOutcome, ScriptOutputError, parse_build
 from deploymind.steps.context import Desired, StepContext
 from deploymind.steps.errors import Stalled, Waiting
+from deploymind.transport.base import Payload
 
 BUILD_TIMEOUT_S = 1800.0
 
@@ -31,7 +32,8 @@ async def build(ctx: StepContext, target: Desired) -> None:
     ctx.conditions.set(ConditionType.BUILT, F, reasons.PROGRESSING, f"building {target.image} on the host")
     await ctx.safe_point()
     started = time.monotonic()
-    run = await ctx.transport.run(build_script(params), stdin=tarball, timeout=BUILD_TIMEOUT_S)
+    payload = Payload("source-tarball", tarball, key=f"{ctx.namespace}/{ctx.name}/{target.revision}")
+    run = await ctx.transport.run(build_script(params), payload=payload, timeout=BUILD_TIMEOUT_S)
     try:
         result = parse_build(run.text())
     except ScriptOutputError as e:

@@ -18,6 +18,7 @@ from deploymind.commands.release import ReleaseParams, env_payload, release_scri
 from deploymind.commands.results import ReleaseOutcome, ScriptOutputError, parse_release
 from deploymind.steps.context import Desired, StepContext
 from deploymind.steps.errors import Waiting
+from deploymind.transport.base import Payload
 
 # Room beyond the startup timeout for pulling, starting, switching and the host lock.
 RELEASE_SLACK_S = 600.0
@@ -77,7 +78,9 @@ async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", n
     ctx.conditions.set(ConditionType.RELEASED, F, reasons.RELEASING, f"releasing {target.revision}")
     await ctx.safe_point()
     started = time.monotonic()
-    run = await ctx.transport.run(release_script(params), stdin=None if target.kept else env_payload(ctx.env),
+    payload = None if target.kept else Payload("env-file", env_payload(ctx.env), secret=True,
+                                                key=f"{ctx.namespace}/{ctx.name}/{target.revision}")
+    run = await ctx.transport.run(release_script(params), payload=payload,
                                   timeout=spec.health_check.startup_timeout_seconds
                                   + run_as.stop_grace_period_seconds + RELEASE_SLACK_S)
     try:

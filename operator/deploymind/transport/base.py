@@ -1,8 +1,17 @@
-"""The one protocol every transport speaks: run a whole script on a host, with optional stdin and a timeout."""
+"""The one protocol every transport speaks: run a whole script on a host, with an optional payload and a timeout.
+
+A payload is what the script reads on its stdin (a build's source tarball, a release's env file), handed over named
+and with its sha256, so each transport delivers it its own way: ssh and local on stdin; ssm, which has no stdin and
+keeps command parameters in the account's history, through S3 (a short-lived presigned URL) or, for a payload with
+secret values, Parameter Store (SecureString), piped into the script's stdin on the host. Steps never know which
+transport they talk to.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 from deploymind.api.reasons import AUTHENTICATION_FAILED, HOST_KEY_REJECTED, TARGET_UNREACHABLE, TRANSPORT_TIMEOUT
@@ -13,10 +22,29 @@ __all__ = [
     "HOST_KEY_REJECTED",
     "TARGET_UNREACHABLE",
     "TRANSPORT_TIMEOUT",
+    "Payload",
     "Result",
     "Transport",
     "TransportError",
 ]
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Bytes for the script's stdin."""
+
+    name: str
+    """What it is (`source-tarball`, `env-file`): part of the names a transport stores it under."""
+    data: bytes
+    secret: bool = False
+    """Holds secret values: never stored where a reader of build artifacts could see it (ssm: Parameter Store,
+    encrypted, not S3)."""
+    key: str = ""
+    """Names the object it belongs to, e.g. `<namespace>/<name>/<revision>`, for where a transport stores it."""
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -61,8 +89,9 @@ class Transport(Protocol):
     calls: int
     """Scripts run so far (round trips to the host), for tests and metrics."""
 
-    async def run(self, script: str, *, stdin: bytes | None = None, timeout: float = 300.0) -> Result:  # noqa: ASYNC109 - per-call limit of the protocol
-        """Run `script` with `sh` on the host; feed `stdin` if given. Raise TransportError, never hang past timeout."""
+    async def run(self, script: str, *, payload: Payload | None = None, timeout: float = 300.0) -> Result:  # noqa: ASYNC109 - per-call limit of the protocol
+        """Run `script` with `sh` on the host, `payload` on its stdin (else an empty stdin). Raise TransportError,
+        never hang past timeout."""
         ...
 
     async def close(self) -> None:

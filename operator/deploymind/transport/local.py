@@ -13,7 +13,7 @@ import os
 import signal
 from collections.abc import Mapping
 
-from deploymind.transport.base import TRANSPORT_TIMEOUT, Result, TransportError
+from deploymind.transport.base import TRANSPORT_TIMEOUT, Payload, Result, TransportError
 from deploymind.transport.settle import settle, start_or_undo
 
 # How long a killed script's output may take to close before the call stops reading it (and how long a cancelled
@@ -32,8 +32,9 @@ class LocalTransport:
         self._shell = shell
         self.calls = 0
 
-    async def run(self, script: str, *, stdin: bytes | None = None, timeout: float = 300.0) -> Result:  # noqa: ASYNC109 - per-call limit of the protocol
+    async def run(self, script: str, *, payload: Payload | None = None, timeout: float = 300.0) -> Result:  # noqa: ASYNC109 - per-call limit of the protocol
         self.calls += 1
+        stdin = payload.data if payload is not None else None
         spawn = asyncio.create_subprocess_exec(
             self._shell,
             "-c",

@@ -28,6 +28,7 @@ from deploymind.transport.base import (
     HOST_KEY_REJECTED,
     TARGET_UNREACHABLE,
     TRANSPORT_TIMEOUT,
+    Payload,
     Result,
     TransportError,
 )
@@ -70,12 +71,12 @@ class SSHTransport:
         self._lock = asyncio.Lock()
         self.calls = 0
 
-    async def run(self, script: str, *, stdin: bytes | None = None, timeout: float = 300.0) -> Result:  # noqa: ASYNC109 - per-call limit of the protocol
+    async def run(self, script: str, *, payload: Payload | None = None, timeout: float = 300.0) -> Result:  # noqa: ASYNC109 - per-call limit of the protocol
         self.calls += 1
         # `exec`: the login shell that sshd starts becomes `timeout`, so a signal we send reaches it.
         command = f"exec timeout -k 1 {timeout + REMOTE_GRACE_S:g} sh -c {shlex.quote(script)}"
         conn, process = await self._open(command)
-        return await self._finish(conn, process, stdin, timeout)
+        return await self._finish(conn, process, payload.data if payload is not None else None, timeout)
 
     async def close(self) -> None:
         async with self._lock:

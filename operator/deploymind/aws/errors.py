@@ -1,0 +1,50 @@
+"""The one error every AWS call raises: a CamelCase reason for conditions, and AWS's own error code and message."""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
+                                 "AuthFailure", "InvalidClientTokenId", "ExpiredToken"})
+THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded",
+                              "TooManyRequestsException", "SlowDown"})
+
+
+class AwsError(Exception):
+    """An AWS call failed. `reason` is a CamelCase constant (api.reasons); `code`/`aws_message` are AWS's own."""
+
+    def __init__(self, reason: str, message: str, *, code: str = "", aws_message: str = "",
+                 operation: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.code = code
+        self.aws_message = aws_message
+        self.operation = operation
+
+    @property
+    def access_denied(self) -> bool:
+        return self.code in ACCESS_DENIED_CODES
+
+    @property
+    def throttled(self) -> bool:
+        return self.code in THROTTLING_CODES
+
+
+def from_boto(e: Exception, operation: str, reason: str) -> AwsError:
+    """`e` from botocore as an AwsError with `reason`; the message names the operation and what AWS said."""
+    if isinstance(e, ClientError):
+        error = e.response.get("Error", {})
+        code, text = str(error.get("Code", "")), str(error.get("Message", ""))
+        hint = (f"; the operator's role needs permission for {operation}" if code in ACCESS_DENIED_CODES else "")
+        return AwsError(reason, f"{operation} failed: {code}: {text}{hint}", code=code, aws_message=text,
+                        operation=operation)
+    if isinstance(e, NoCredentialsError):
+        return AwsError(reason, f"{operation}: no AWS credentials found (IRSA in a cluster; environment or profile "
+                                "locally)", code="NoCredentials", operation=operation)
+    if isinstance(e, EndpointConnectionError):
+        return AwsError(reason, f"{operation}: cannot reach the AWS endpoint ({e})", code="EndpointConnectionError",
+                        operation=operation)
+    if isinstance(e, BotoCoreError):
+        return AwsError(reason, f"{operation} failed: {e}", code=type(e).__name__, operation=operation)
+    raise e
