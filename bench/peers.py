@@ -270,6 +270,13 @@ def install_ansible(venv: Path) -> tuple[Path | None, str]:
     return (playbook, done.stdout.splitlines()[0]) if done.returncode == 0 else (None, done.stderr.strip())
 
 
+def close_ssh_masters(root: Path) -> None:
+    """End Ansible's ControlPersist ssh masters now rather than 60 s after the run (they hold sshd sessions)."""
+    for socket in root.glob("ansible*/cp/*"):
+        subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={socket}", "peers"], capture_output=True,
+                       timeout=10, check=False)
+
+
 @contextmanager
 def world(root: Path, ansible: Path | None) -> Iterator[World]:
     engine = DockerEngine.start(root / "docker")
@@ -314,6 +321,7 @@ def world(root: Path, ansible: Path | None) -> Iterator[World]:
                 os.killpg(operator.pid, signal.SIGKILL)
                 operator.wait(10)
         api.stop()
+        close_ssh_masters(root)
         if sshd is not None:
             sshd.stop()
         engine.stop()
@@ -416,7 +424,9 @@ class Ansible:
                 "[defaults]\n"
                 f"inventory = {here / 'inventory.ini'}\n"
                 "host_key_checking = True\n"
-                + ("[ssh_connection]\npipelining = True\n" if tuned else ""))
+                "[ssh_connection]\n"
+                f"control_path_dir = {here / 'cp'}\n"  # so the run can close its ControlPersist masters
+                + ("pipelining = True\n" if tuned else ""))
             (here / "playbook.yml").write_text(PLAYBOOK if tuned else PLAYBOOK.replace("  gather_facts: false\n", ""))
         return cls(w, app, repo, port, name, here)
 

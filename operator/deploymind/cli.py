@@ -6,6 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deploymind.settings import Settings
 
 
 def _crd(args: argparse.Namespace) -> int:
@@ -32,6 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
+    from deploymind.api.targetpolicy import TargetPolicyError, load_target_policy
     from deploymind.controller.operator import Endpoints, run_operator
     from deploymind.controller.revisionkey import RevisionKeyError
     from deploymind.settings import Settings
@@ -48,7 +53,21 @@ def _run(args: argparse.Namespace) -> int:
         overrides["lease_namespace"] = args.lease_namespace
     if args.max_concurrent_rollouts is not None:
         overrides["max_concurrent_rollouts"] = args.max_concurrent_rollouts
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if args.aws_region:
+        overrides["aws_region"] = args.aws_region
+    overrides.update(_ssm_overrides(args))
+    try:
+        if args.target_policy:
+            overrides["target_policy"] = load_target_policy(Path(args.target_policy))
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except TargetPolicyError as e:
+        print(f"deploymind run: {e}", file=sys.stderr)
+        return 2
+    _log_target_policy(settings)
+    if not 0 < settings.ssm_poll_initial_seconds <= settings.ssm_poll_max_seconds:
+        print("deploymind run: --ssm-poll-initial-seconds must be above 0 and at most --ssm-poll-max-seconds",
+              file=sys.stderr)
+        return 2
     if settings.max_concurrent_rollouts < 1:
         print("deploymind run: --max-concurrent-rollouts (DEPLOYMIND_MAX_CONCURRENT_ROLLOUTS) must be at least 1",
               file=sys.stderr)
@@ -63,8 +82,28 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_target_policy(settings: Settings) -> None:
+    import logging
+
+    from deploymind.controller.tenancy import NO_POLICY_WARNING
+
+    policy = settings.target_policy
+    log = logging.getLogger("deploymind.tenancy")
+    if policy is None:
+        log.warning("%s", NO_POLICY_WARNING)
+    else:
+        log.info("target policy %s: %d rule(s)", policy.source, len(policy.rules))
+
+
 def _sandbox(args: argparse.Namespace) -> int:
+    from deploymind.api.targetpolicy import TargetPolicyError, load_target_policy
     from deploymind.sandbox.runner import SandboxOptions, main
+
+    try:
+        policy = load_target_policy(Path(args.target_policy)) if args.target_policy else None
+    except TargetPolicyError as e:
+        print(f"deploymind sandbox: {e}", file=sys.stderr)
+        return 2
 
     apps = Path(args.apps) if args.apps else None
     if apps is None and args.apply:
@@ -72,7 +111,36 @@ def _sandbox(args: argparse.Namespace) -> int:
         candidates = [Path(p) if Path(p).is_dir() else Path(p).parent for p in args.apply]
         apps = next((c / "apps" for c in candidates if (c / "apps").is_dir()), None)
     return main(SandboxOptions(state_dir=Path(args.state_dir), port=args.port, http_port=args.http_port,
-                               apply=[Path(p) for p in args.apply or ()], apps=apps, docker_host=args.docker_host))
+                               apply=[Path(p) for p in args.apply or ()], apps=apps, docker_host=args.docker_host,
+                               aws_region=args.aws_region, target_policy=policy))
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--aws-region", help="region of EC2 instances whose target.region is empty "
+                                             "(default $AWS_REGION, else $AWS_DEFAULT_REGION)")
+    parser.add_argument("--target-policy", metavar="FILE",
+                        help="YAML file saying which SSH hosts and EC2 instances each namespace may deploy to "
+                             "(docs/tenancy.md; default $DEPLOYMIND_TARGET_POLICY; without one, any SSH host)")
+
+
+def _add_ssm_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--build-bucket", help="S3 bucket that hands ssm builds their source tarball, one call at a "
+                                               "time (default $DEPLOYMIND_BUILD_BUCKET; without one, ssm builds are "
+                                               "refused and prebuilt images still deploy)")
+    parser.add_argument("--build-prefix", help="key prefix in the build bucket (default deploymind/)")
+    parser.add_argument("--parameter-prefix", help="Parameter Store path that hands ssm releases their env file, one "
+                                                   "call at a time (default /deploymind)")
+    parser.add_argument("--kms-key-id", help="KMS key for those SecureString parameters (default: aws/ssm)")
+    parser.add_argument("--ssm-poll-initial-seconds", type=float, metavar="S",
+                        help="first wait before asking SSM whether a command finished (default 0.5)")
+    parser.add_argument("--ssm-poll-max-seconds", type=float, metavar="S",
+                        help="longest wait between two such questions (default 3)")
+
+
+def _ssm_overrides(args: argparse.Namespace) -> dict[str, object]:
+    names = ("build_bucket", "build_prefix", "parameter_prefix", "kms_key_id", "ssm_poll_initial_seconds",
+             "ssm_poll_max_seconds")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--http-port", type=int, default=8080,
                      help="port of /healthz, /metrics and /history; 0 turns them off (default 8080)")
     run.add_argument("-v", "--verbose", action="store_true")
+    _add_target_options(run)
+    _add_ssm_options(run)
     run.set_defaults(func=_run)
 
     sandbox = verbs.add_parser("sandbox", help="the API emulator, a private Docker engine and the operator, in one "
@@ -115,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--apply", action="append", metavar="FILE", help="manifest file or folder to apply")
     sandbox.add_argument("--apps", help="folder of app sources to commit into file://SANDBOX/repos/<name>.git")
     sandbox.add_argument("--docker-host", help="use this Docker engine instead of starting a private one")
+    _add_target_options(sandbox)
     sandbox.set_defaults(func=_sandbox)
 
     from deploymind.cli_history import add_parser as add_history

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Final, ParamSpec
 
 from aiohttp import web
@@ -26,8 +26,11 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from deploymind.api.enums import PHASES, PROBE_RESULTS, RECONCILE_RESULTS, SEVERITIES
+from deploymind.aws import session
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +146,7 @@ class Metrics:
             "History records lost because the buffer was full (or the database refused them).",
             registry=r,
         )
+        r.register(_AwsThrottled())
         self.history_write_seconds = Histogram(
             "deploymind_history_write_seconds",
             "Time to write one batch of history records.",
@@ -227,6 +231,20 @@ class Metrics:
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class _AwsThrottled(Collector):
+    """deploymind_aws_throttled_total, read from the counts the AWS edge keeps (aws.session)."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "deploymind_aws_throttled",
+            "AWS API attempts answered with throttling (botocore retried them with backoff), by service and operation.",
+            labels=["service", "operation"],
+        )
+        for (service, operation), count in sorted(session.throttled_calls().items()):
+            family.add_metric([service, operation], count)
+        yield family
 
 
 METRICS: Final = Metrics()

@@ -6,10 +6,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploymind.api.targetpolicy import TargetPolicy, load_target_policy
+
 
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name)
     return Path(value) if value else default
+
+
+def _env_target_policy() -> TargetPolicy | None:
+    value = os.environ.get("DEPLOYMIND_TARGET_POLICY")
+    return load_target_policy(Path(value)) if value else None
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,24 @@ class Settings:
     source_cache_max_mb: int = field(
         default_factory=lambda: int(os.environ.get("DEPLOYMIND_SOURCE_CACHE_MAX_MB", "2048")))
     """The source tarball cache is pruned (least recently used first) back to this size after each new fetch."""
+    aws_region: str | None = field(
+        default_factory=lambda: os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    """Region of instances whose `target.region` is empty."""
+    target_policy: TargetPolicy | None = field(default_factory=_env_target_policy)
+    """Who may deploy where (docs/tenancy.md), read at startup from --target-policy FILE (DEPLOYMIND_TARGET_POLICY;
+    a bad file raises TargetPolicyError). None: any SSH host for every namespace; instances still need their tag."""
+    build_bucket: str | None = field(default_factory=lambda: os.environ.get("DEPLOYMIND_BUILD_BUCKET") or None)
+    """S3 bucket through which ssm builds hand the source tarball to the instance; without one they are refused
+    (BuildBucketMissing). Prebuilt images need none."""
+    build_prefix: str = "deploymind/"
+    """Key prefix in the build bucket: tarballs go to `<prefix><namespace>/<name>/<revision>/…`, for one call only."""
+    parameter_prefix: str = "/deploymind"
+    """Parameter Store path under which ssm releases hand the env file to the instance, for one call only."""
+    kms_key_id: str | None = None
+    """KMS key (id, ARN or alias) for those SecureString parameters; None: the account's `aws/ssm` key."""
+    ssm_poll_initial_seconds: float = 0.5
+    """First wait before asking SSM whether a command finished; doubled after each answer up to the maximum."""
+    ssm_poll_max_seconds: float = 3.0
 
     @property
     def source_cache(self) -> Path:

@@ -7,6 +7,7 @@ in the middle of it; the API server holds chosen requests until the operator is 
 - after the revert's intent is in status, before the host is asked (the host Lease request is held);
 - while the host job runs;
 - after the host job, before the status write that records it.
+The host's sshd is also taken down in the middle of a revert and of a repair.
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def test_an_operator_killed_during_a_drift_repair_converges_on_the_running_revis
     assert status["revision"]["id"] == scene.good["id"]
 
 
-def test_a_revert_whose_host_goes_away_finishes_when_the_host_is_back(
+def test_a_revert_or_a_repair_whose_host_goes_away_finishes_when_the_host_is_back(
         cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine, kube: Kube,
         world_root: Path, namespace: str) -> None:
     directory = private_dir(world_root, f"sshd-{namespace}")
@@ -236,6 +237,16 @@ def test_a_revert_whose_host_goes_away_finishes_when_the_host_is_back(
                                       "the revert waiting for its host")
         assert waiting["revert"]["to"]["id"] == scene.good["id"]
         assert waiting["revision"]["commit"] == scene.bad[-1]  # what still runs, truthfully
+        server = Sshd.start(directory, docker_host=docker_engine.host, port=server.port)
+        scene.converged()
+
+        # A drift repair whose host goes away while its job starts the (slow) revision again.
+        docker(docker_engine, "rm", "-f", f"dm-{scene.host.uid[:8]}")
+        result = scene.host.release_file(scene.good["id"], "result.json")
+        wait_for(lambda: not result.exists(), 30, "the repair's host job running")
+        take_down(server)
+        cluster.wait_status("web", lambda s: ready(s) in ("False/TargetUnreachable", "False/TransportTimeout"), 60,
+                            "the repair waiting for its host")
         server = Sshd.start(directory, docker_host=docker_engine.host, port=server.port)
         scene.converged()
     finally:

@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from world.ports import free_port, port_open
 from world.procs import WorldError, log_tail, start, stop_pid, wait_until
@@ -75,17 +76,28 @@ class MotoServer:
 
     def throttle(self, count: int, operations: Sequence[str] = ()) -> None:
         """Make the next `count` SSM calls (only `operations`, when given) answer ThrottlingException."""
-        self._post("/moto-api/deploymind/throttle", {"count": count, "operations": list(operations)})
+        self._request("/moto-api/deploymind/throttle", {"count": count, "operations": list(operations)})
+
+    def calls(self, caller: str = "operator") -> dict[str, int]:
+        """AWS requests so far by `service:Operation` (retries included): `operator` (botocore clients with
+        "deploymind" in their user agent) or `host` (everything else: the test host's AWS CLI and curl, tests)."""
+        counts: dict[str, dict[str, int]] = self._request("/moto-api/deploymind/calls", None)
+        return counts[caller]
+
+    def reset_calls(self) -> None:
+        """Start counting requests from zero."""
+        self._request("/moto-api/deploymind/calls", {})
 
     def reset(self) -> None:
         """Forget every AWS resource (moto's own reset) and any pending throttling."""
-        self._post("/moto-api/reset", {})
+        self._request("/moto-api/reset", {})
         self.throttle(0)
 
-    def _post(self, path: str, body: dict[str, object]) -> None:
+    def _request(self, path: str, body: dict[str, object] | None) -> Any:
+        """POST `body` as JSON (None: a GET) to a test-only endpoint; return its JSON answer."""
         request = urllib.request.Request(
-            self.url + path, data=json.dumps(body).encode(), method="POST",
-            headers={"Content-Type": "application/json"},
+            self.url + path, data=None if body is None else json.dumps(body).encode(),
+            method="GET" if body is None else "POST", headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
+            return json.loads(response.read() or b"null")

@@ -3,12 +3,20 @@
 - SSM `AWS-RunShellScript` commands really run, over SSH, on the test host, asynchronously: `send_command`
   returns at once, `get_command_invocation` answers InProgress until the script ends, then Success, Failed or
   TimedOut with the real exit code, stdout (its first 24,000 characters, as SSM keeps) and stderr (first 8,000).
-  The script gets an empty stdin, as under the SSM agent. It runs as the SSH login user, not root.
+  The script gets an empty stdin, as under the SSM agent. It runs as the SSH login user, not root, in its own
+  process group, which `cancel_command` (Cancelled) and the executionTimeout (TimedOut) kill, as the agent does.
+  Its environment stands in for an instance role: AWS_ENDPOINT_URL (this server), dummy credentials and region,
+  so the host's own AWS CLI and curl reach Parameter Store and S3 presigned URLs here. A command without Targets
+  runs on the instances it names only (stock moto adds every instance). Stopping the server ends every script
+  still running.
 - `DescribeInstanceInformation` lists EC2 instances as SSM-managed: running ones Online, stopped ones
   ConnectionLost. A tag `SSMPingStatus` overrides the ping status; `SSMPingStatus=None` means "no SSM agent"
   (not listed). `send_command` to an instance that is not Online fails with InvalidInstanceId, as in AWS.
 - Every EC2 instance address is on loopback: public IP $DM_PUBLIC_IP (127.0.0.1), private IP $DM_PRIVATE_IP
   (127.0.0.2).
+- Every AWS request is counted by caller (`operator`: a botocore client with "deploymind" in its user agent;
+  `host`: anything else, such as the AWS CLI and curl on the test host) and `service:Operation`:
+  `GET /moto-api/deploymind/calls` returns the counts, `POST` resets them.
 - Throttling on demand: `POST /moto-api/deploymind/throttle` with `{"count": N, "operations": ["GetCommandInvocation"]}`
   (operations optional: any SSM call) makes the next N matching SSM calls answer ThrottlingException;
   $DM_THROTTLE_SSM_CALLS sets N at start. `GET` on the same path returns what is left.
@@ -20,12 +28,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import json
 import os
+import re
+import shlex
+import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,7 +48,7 @@ import moto.ec2.models.instances
 import moto.ec2.models.subnets
 import moto.ssm.models
 import moto.ssm.responses
-from moto.core.responses import ActionResult
+from moto.core.responses import ActionResult, EmptyResult
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.ssm.exceptions import SSMException
 from werkzeug.serving import run_simple
@@ -52,24 +65,45 @@ STDOUT_LIMIT = 24_000
 STDERR_LIMIT = 8_000
 DEFAULT_EXECUTION_TIMEOUT_S = 3600
 THROTTLE_PATH = "/moto-api/deploymind/throttle"
+CALLS_PATH = "/moto-api/deploymind/calls"
 PUBLIC_IP = os.environ.get("DM_PUBLIC_IP", "127.0.0.1")
 PRIVATE_IP = os.environ.get("DM_PRIVATE_IP", "127.0.0.2")
-# Write the script to a file and run it with stdin closed: the SSM agent gives scripts no stdin.
-REMOTE_RUNNER = 'f=$(mktemp) && cat > "$f" && sh "$f" < /dev/null; rc=$?; rm -f "$f"; exit $rc'
+# What the instance role gives a script on a real instance: credentials, a region; and, in this world, the endpoint.
+HOST_AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
+# Write the script to a file named for the command and run it with stdin closed (the SSM agent gives scripts no
+# stdin) as the leader of a new process group, whose id goes to "$f.pid" so a cancel can kill the whole group.
+REMOTE_RUNNER = ('{env}f=/tmp/dm-ssm-{command_id}; cat > "$f" && '
+                 'setsid -w sh -c \'echo $$ > "$1.pid"; exec sh "$1"\' sh "$f" < /dev/null; rc=$?; '
+                 'rm -f "$f" "$f.pid"; exit $rc')
+# Kill a command's process group: TERM, then KILL if it is still there after 2 s. Exits 3 when it has not started.
+# (The login shell is dash, whose kill takes no `--`.)
+REMOTE_KILLER = ('p=$(cat /tmp/dm-ssm-{command_id}.pid 2>/dev/null) || exit 3; kill -TERM "-$p" 2>/dev/null; '
+                 'for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "-$p" 2>/dev/null || exit 0; sleep 0.2; done; '
+                 'kill -KILL "-$p" 2>/dev/null; exit 0')
+KILL_RETRY_S = 0.2
+KILL_WAIT_S = 10.0
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def ssh_argv() -> list[str]:
-    """The ssh command line that reaches the test host, from the DM_SSH_* environment."""
+def ssh_argv(remote_command: str) -> list[str]:
+    """The ssh command line that runs `remote_command` on the test host, from the DM_SSH_* environment."""
     return [
         "ssh", "-p", os.environ["DM_SSH_PORT"], "-i", os.environ["DM_SSH_KEY"],
         "-o", "UserKnownHostsFile=" + os.environ["DM_SSH_KNOWN_HOSTS"], "-o", "StrictHostKeyChecking=yes",
         "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
         f"{os.environ.get('DM_SSH_USER', 'ec2-user')}@{os.environ.get('DM_SSH_HOST', '127.0.0.1')}",
-        REMOTE_RUNNER,
+        remote_command,
     ]
+
+
+def runner_command(command_id: str) -> str:
+    """The remote command that runs one SSM command's script (on stdin) with the stand-in instance role."""
+    env = {name: os.environ[name] for name in HOST_AWS_ENV if name in os.environ}
+    env["AWS_ENDPOINT_URL"] = os.environ["DM_MOTO_URL"]
+    exports = "".join(f"export {name}={shlex.quote(value)}; " for name, value in sorted(env.items()))
+    return REMOTE_RUNNER.format(env=exports, command_id=command_id)
 
 
 def _iso_duration(seconds: float) -> str:
@@ -84,6 +118,7 @@ def _now() -> datetime.datetime:
 
 _lock = threading.Lock()
 _original_command_init = ssm_models.Command.__init__
+_runs: list[Run] = []
 
 
 def _command_init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -94,6 +129,7 @@ def _command_init(self: Any, *args: Any, **kwargs: Any) -> None:
     timeout = int((self.parameters.get("executionTimeout") or [DEFAULT_EXECUTION_TIMEOUT_S])[0])
     self.status, self.status_details = "InProgress", "InProgress"
     self.completed_count = 0
+    self.dm_runs = {}
     for index, invocation in enumerate(self.invocations):
         self.invocations[index] = {
             **invocation,
@@ -101,19 +137,50 @@ def _command_init(self: Any, *args: Any, **kwargs: Any) -> None:
             "ExecutionStartDateTime": _now().isoformat(), "ExecutionEndDateTime": "", "ExecutionElapsedTime": "",
             "StandardOutputContent": "", "StandardErrorContent": "",
         }
-        threading.Thread(target=_execute, args=(self, index, script, timeout), daemon=True).start()
+        run = Run(self.command_id)
+        self.dm_runs[invocation["InstanceId"]] = run
+        with _lock:
+            _runs.append(run)
+        threading.Thread(target=_execute, args=(self, index, run, script, timeout), daemon=True).start()
 
 
-def _execute(command: Any, index: int, script: str, timeout: int) -> None:
+class Run:
+    """One invocation's script on the test host: its ssh process, and whether it was cancelled."""
+
+    def __init__(self, command_id: str) -> None:
+        self.command_id = command_id
+        self.process = subprocess.Popen(
+            ssh_argv(runner_command(command_id)), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        self.cancelled = False
+
+    def kill(self) -> None:
+        """Kill the script's process group on the host, retrying while it has not started yet; a run that never
+        starts within KILL_WAIT_S has its ssh killed instead."""
+        deadline = time.monotonic() + KILL_WAIT_S
+        while self.process.poll() is None and time.monotonic() < deadline:
+            done = subprocess.run(ssh_argv(REMOTE_KILLER.format(command_id=self.command_id)), capture_output=True,
+                                  timeout=KILL_WAIT_S, check=False)
+            if done.returncode != 3:
+                return
+            time.sleep(KILL_RETRY_S)
+        if self.process.poll() is None:
+            self.process.kill()
+
+
+def _execute(command: Any, index: int, run: Run, script: str, timeout: int) -> None:
     started = time.monotonic()
     try:
-        done = subprocess.run(ssh_argv(), input=script, capture_output=True, text=True, timeout=timeout, check=False)
-        code, out, err = done.returncode, done.stdout, done.stderr
+        out, err = run.process.communicate(script, timeout=timeout)
+        code = run.process.returncode
         status = "Success" if code == 0 else "Failed"
-    except subprocess.TimeoutExpired as exc:
-        code, status = -1, "TimedOut"
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        err = "command timed out"
+    except subprocess.TimeoutExpired:
+        run.kill()
+        out, err = run.process.communicate()
+        code, status, err = -1, "TimedOut", err + "command timed out"
+    if run.cancelled:
+        code, status = -1, "Cancelled"
     details = "ExecutionTimedOut" if status == "TimedOut" else status
     with _lock:
         command.invocations[index] = {
@@ -125,12 +192,50 @@ def _execute(command: Any, index: int, script: str, timeout: int) -> None:
         }
         command.completed_count += 1
         command.error_count += 0 if status == "Success" else 1
-        if all(inv["Status"] != "InProgress" for inv in command.invocations):
+        if all(inv["Status"] not in ("InProgress", "Cancelling") for inv in command.invocations):
             ok = command.error_count == 0
             command.status = command.status_details = "Success" if ok else "Failed"
 
 
+def cancel_command(self: Any) -> ActionResult:
+    """CancelCommand: the running invocations turn Cancelling, their scripts are killed, then they are Cancelled."""
+    command = self.ssm_backend.get_command_by_id(self._get_param("CommandId"))
+    wanted = set(self._get_param("InstanceIds") or command.instance_ids)
+    with _lock:
+        for index, invocation in enumerate(command.invocations):
+            run = getattr(command, "dm_runs", {}).get(invocation["InstanceId"])
+            if invocation["InstanceId"] in wanted and run is not None and invocation["Status"] == "InProgress":
+                run.cancelled = True
+                command.invocations[index] = {**invocation, "Status": "Cancelling", "StatusDetails": "Cancelling"}
+                threading.Thread(target=run.kill, daemon=True).start()
+    return EmptyResult()
+
+
+ssm_responses.SimpleSystemManagerResponse.cancel_command = cancel_command
+
+
+def _end_runs(_signum: int, _frame: Any) -> None:
+    """SIGTERM: end every script still running on the host (their ssh would outlive us), then exit."""
+    with _lock:
+        running = [run for run in _runs if run.process.poll() is None]
+    killers = [threading.Thread(target=run.kill, daemon=True) for run in running]
+    for killer in killers:
+        killer.start()
+    for killer in killers:
+        killer.join(KILL_WAIT_S)
+    os._exit(0)
+
+
 ssm_models.Command.__init__ = _command_init
+_original_instance_ids_from_targets = ssm_models.Command._get_instance_ids_from_targets
+
+
+def _instance_ids_from_targets(self: Any) -> list[str]:
+    """No Targets means no instances from targets (moto filters EC2 by nothing and takes every instance)."""
+    return _original_instance_ids_from_targets(self) if self.targets else []
+
+
+ssm_models.Command._get_instance_ids_from_targets = _instance_ids_from_targets
 
 
 # --- which instances SSM manages -------------------------------------------------------------------------
@@ -269,14 +374,77 @@ class Throttle:
         return [body]
 
 
+# --- counted calls ---------------------------------------------------------------------------------------
+
+_S3_OPERATIONS = {"PUT": "PutObject", "GET": "GetObject", "DELETE": "DeleteObject", "HEAD": "HeadObject"}
+
+
+class CallCounter:
+    """WSGI middleware: counts every AWS request by caller (operator or host) and `service:Operation`."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+        self.counts: dict[str, dict[str, int]] = {"operator": {}, "host": {}}
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO", ""))
+        if path == CALLS_PATH:
+            return self._report(environ, start_response)
+        if not path.startswith("/moto-api/"):
+            caller = "operator" if "deploymind" in str(environ.get("HTTP_USER_AGENT", "")) else "host"
+            call = f"{_service(environ)}:{self._operation(environ, path)}"
+            with self.lock:
+                self.counts[caller][call] = self.counts[caller].get(call, 0) + 1
+        return self.app(environ, start_response)
+
+    def _operation(self, environ: dict[str, Any], path: str) -> str:
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if target:
+            return target.split(".", 1)[-1]
+        query = urllib.parse.parse_qs(str(environ.get("QUERY_STRING", "")))
+        if "Action" in query:
+            return query["Action"][0]
+        if "form-urlencoded" in str(environ.get("CONTENT_TYPE", "")):
+            # The query protocol (EC2) names the action in the body: read it, and hand the app the same bytes.
+            body: bytes = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            return urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", ["?"])[0]
+        method = str(environ.get("REQUEST_METHOD", ""))
+        if path.strip("/").count("/") == 0:
+            return {"PUT": "CreateBucket", "DELETE": "DeleteBucket", "GET": "ListObjects"}.get(method, method)
+        return _S3_OPERATIONS.get(method, method)
+
+    def _report(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        with self.lock:
+            body = json.dumps(self.counts).encode()
+            if environ.get("REQUEST_METHOD") == "POST":
+                self.counts = {"operator": {}, "host": {}}
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def _service(environ: dict[str, Any]) -> str:
+    """The signing service of a SigV4 request (header or presigned query), e.g. `ssm`, `s3`, `ec2`."""
+    credential = re.search(r"Credential=([^,\s&]+)", str(environ.get("HTTP_AUTHORIZATION", "")))
+    scope = credential.group(1) if credential else ""
+    if not scope:
+        scope = urllib.parse.parse_qs(str(environ.get("QUERY_STRING", ""))).get("X-Amz-Credential", [""])[0]
+    parts = urllib.parse.unquote(scope).split("/")
+    return parts[3] if len(parts) > 3 else "unsigned"
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args(argv)
     os.environ.setdefault("MOTO_PORT", str(args.port))
-    app = Throttle(DomainDispatcherApplication(create_backend_app), int(os.environ.get("DM_THROTTLE_SSM_CALLS", "0")))
-    run_simple(args.host, args.port, app, threaded=True)
+    os.environ.setdefault("DM_MOTO_URL", f"http://{args.host}:{args.port}")
+    throttled = Throttle(DomainDispatcherApplication(create_backend_app),
+                         int(os.environ.get("DM_THROTTLE_SSM_CALLS", "0")))
+    signal.signal(signal.SIGTERM, _end_runs)
+    run_simple(args.host, args.port, CallCounter(throttled), threaded=True)
 
 
 if __name__ == "__main__":

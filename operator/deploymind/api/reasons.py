@@ -45,6 +45,8 @@ BUILD_FAILED: Final = "BuildFailed"
 DISK_FULL: Final = "DiskFull"
 INSTANCE_NOT_FOUND: Final = "InstanceNotFound"
 AWS_ACCESS_DENIED: Final = "AccessDenied"
+BUILD_BUCKET_MISSING: Final = "BuildBucketMissing"
+PAYLOAD_TOO_LARGE: Final = "PayloadTooLarge"
 
 # Retry later (Waiting)
 REPOSITORY_UNREACHABLE: Final = "RepositoryUnreachable"
@@ -54,6 +56,9 @@ HOST_BUSY: Final = "HostBusy"
 INSTANCE_NOT_RUNNING: Final = "InstanceNotRunning"
 INSTANCE_NOT_MANAGED: Final = "InstanceNotManaged"
 AWS_UNAVAILABLE: Final = "AwsUnavailable"
+HOST_NOT_READY: Final = "HostNotReady"
+PAYLOAD_NOT_DELIVERED: Final = "PayloadNotDelivered"
+COMMAND_CANCELLED: Final = "CommandCancelled"
 
 # Health outcomes
 CANDIDATE_UNHEALTHY: Final = "CandidateUnhealthy"

@@ -146,8 +146,8 @@ class SSHTarget(ApiModel):
     """Secret key holding the private key (OpenSSH or PEM)."""
     known_hosts_secret_ref: SecretKeyRef
     """Secret key holding the host's known_hosts line(s)."""
-    address_type: AddressType = AddressType.PUBLIC
-    """Which EC2 address to use when `host` is empty."""
+    address_type: AddressType = AddressType.PRIVATE
+    """Which EC2 address of `instanceId` to dial when `host` is empty: `private` (inside the VPC) or `public`."""
 
 
 class Target(ApiModel):

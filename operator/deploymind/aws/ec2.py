@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deploymind.api import reasons
 from deploymind.aws import session
-from deploymind.aws.errors import ACCESS_DENIED_CODES, AwsError, from_boto
+from deploymind.aws.errors import AwsError, access_denied, from_boto
 
 OPERATION = "ec2:DescribeInstances"
 CACHE_SECONDS = 10.0
@@ -44,16 +44,15 @@ def _region(region: str | None) -> str:
     return region or session.default_region() or "us-east-1"
 
 
-async def describe_instance(instance_id: str, region: str | None) -> InstanceInfo:
-    """The instance as EC2 reports it, at most CACHE_SECONDS old. Raises AwsError: reason InstanceNotFound (no such
-    instance in that region, or it is terminated), AccessDenied (the message names ec2:DescribeInstances), or
-    AwsUnavailable (anything that may pass: the endpoint, throttling beyond the retries, a server error)."""
+async def describe_instance(instance_id: str, region: str | None, *, cached: bool = True) -> InstanceInfo:
+    """The instance as EC2 reports it: at most CACHE_SECONDS old, or asked afresh when not `cached`. Raises AwsError:
+    reason InstanceNotFound (no such instance in that region, or it is terminated), AccessDenied (the message names
+    ec2:DescribeInstances), or AwsUnavailable (anything that may pass: the endpoint, throttling beyond the retries,
+    a server error)."""
     where = _region(region)
-    key = (where, instance_id)
-    now = time.monotonic()
-    cached = _cache.get(key)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    hit = peek(instance_id, where) if cached else None
+    if hit is not None:
+        return hit
     ec2 = session.client("ec2", where)
     try:
         answer = await session.call(ec2.describe_instances, InstanceIds=[instance_id])
@@ -65,8 +64,14 @@ async def describe_instance(instance_id: str, region: str | None) -> InstanceInf
         # A terminated instance stays listed for an hour, but nothing will ever run on it again.
         raise _not_found(instance_id, where)
     info = _info(found[0], where)
-    _cache[key] = (now + CACHE_SECONDS, info)
+    _cache[(where, instance_id)] = (time.monotonic() + CACHE_SECONDS, info)
     return info
+
+
+def peek(instance_id: str, region: str | None) -> InstanceInfo | None:
+    """The cached lookup of the instance while it is at most CACHE_SECONDS old, without calling EC2."""
+    hit = _cache.get((_region(region), instance_id))
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
 
 def _info(raw: dict[str, Any], region: str) -> InstanceInfo:
@@ -88,11 +93,12 @@ def _not_found(instance_id: str, region: str) -> AwsError:
 
 
 def _error(e: ClientError | BotoCoreError, instance_id: str, region: str) -> AwsError:
-    code = str(e.response.get("Error", {}).get("Code", "")) if isinstance(e, ClientError) else ""
-    if code in NOT_FOUND_CODES:
-        return _not_found(instance_id, region)
-    reason = reasons.AWS_ACCESS_DENIED if code in ACCESS_DENIED_CODES else reasons.AWS_UNAVAILABLE
-    return from_boto(e, OPERATION, reason)
+    if isinstance(e, ClientError):
+        if e.response.get("Error", {}).get("Code") in NOT_FOUND_CODES:
+            return _not_found(instance_id, region)
+        if access_denied(e):
+            return from_boto(e, OPERATION, reasons.AWS_ACCESS_DENIED)
+    return from_boto(e, OPERATION, reasons.AWS_UNAVAILABLE)
 
 
 def forget() -> None:

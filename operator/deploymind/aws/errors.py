@@ -31,12 +31,18 @@ class AwsError(Exception):
         return self.code in THROTTLING_CODES
 
 
+def access_denied(e: ClientError) -> bool:
+    """AWS refused the caller: a known code, or any 403 (its body may not parse as the protocol's error shape)."""
+    code = str(e.response.get("Error", {}).get("Code", ""))
+    return code in ACCESS_DENIED_CODES or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403
+
+
 def from_boto(e: Exception, operation: str, reason: str) -> AwsError:
     """`e` from botocore as an AwsError with `reason`; the message names the operation and what AWS said."""
     if isinstance(e, ClientError):
         error = e.response.get("Error", {})
         code, text = str(error.get("Code", "")), str(error.get("Message", ""))
-        hint = (f"; the operator's role needs permission for {operation}" if code in ACCESS_DENIED_CODES else "")
+        hint = f"; the operator's role needs permission for {operation}" if access_denied(e) else ""
         return AwsError(reason, f"{operation} failed: {code}: {text}{hint}", code=code, aws_message=text,
                         operation=operation)
     if isinstance(e, NoCredentialsError):

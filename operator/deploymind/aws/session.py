@@ -39,8 +39,11 @@ def client(service: str, region: str | None) -> Any:
     with _lock:
         found = _clients.get(key)
         if found is None:
+            # S3: presigned URLs signed with SigV4 (botocore still signs them with SigV2 in us-east-1, which buckets
+            # made since 2020 refuse).
             config = Config(region_name=region, retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS},
-                            connect_timeout=10, read_timeout=30, user_agent_extra="deploymind")
+                            connect_timeout=10, read_timeout=30, user_agent_extra="deploymind",
+                            **({"signature_version": "s3v4"} if service == "s3" else {}))
             found = boto3.session.Session().client(service, config=config)
             found.meta.events.register(f"needs-retry.{found.meta.service_model.service_id.hyphenize()}",
                                        _count_throttling)

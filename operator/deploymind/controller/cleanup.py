@@ -76,7 +76,7 @@ async def _clean(rt: Runtime, body: dict[str, Any], spec: DeploymentSpec) -> str
     delay = 1.0
     while True:
         try:
-            inputs = await resolve_host_inputs(rt.kube, meta["namespace"], spec)
+            inputs = await resolve_host_inputs(rt.kube, meta["namespace"], spec, rt.settings)
             transport = open_transport(spec, inputs, rt.settings)
             try:
                 # The script waits up to LOCK_TIMEOUT_S for the host lock (a release job left running by a

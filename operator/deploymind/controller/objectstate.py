@@ -63,7 +63,7 @@ class ObjectState:
             self._signature = signature
         meta = obj["metadata"]
         health = status.target.health if status.target else None
-        status.target = target_status(spec, self.settings, f"dm-{meta['uid'][:8]}", health)
+        status.target = target_status(inputs.host, f"dm-{meta['uid'][:8]}", health)
         return StepContext(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"],
                            generation=meta.get("generation", 1), spec=spec, status=status, conditions=conds,
                            settings=self.settings, transport=self._transport, host_key=host_key(spec, self.settings),

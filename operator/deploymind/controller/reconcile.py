@@ -144,7 +144,8 @@ class Runner:
         if status.revision is None:
             return
         try:
-            self.state.inputs = await resolve_inputs(self.state.kube, obj["metadata"]["namespace"], spec)
+            self.state.inputs = await resolve_inputs(self.state.kube, obj["metadata"]["namespace"], spec,
+                                                     self.state.settings)
             await self.state.context(obj, spec, status, conds, self.state.inputs)
         except (Stalled, Waiting) as e:
             log.info("%s/%s: suspended and not probed: %s", obj["metadata"]["namespace"], obj["metadata"]["name"],

@@ -70,7 +70,7 @@ Step = Callable[[Rollout], Awaitable[None]]
 
 
 async def inputs_step(r: Rollout) -> None:
-    inputs = await resolve_inputs(r.state.kube, r.obj["metadata"]["namespace"], r.spec)
+    inputs = await resolve_inputs(r.state.kube, r.obj["metadata"]["namespace"], r.spec, r.state.settings)
     r.state.inputs = inputs
     r.ctx = await r.state.context(r.obj, r.spec, r.status, r.conds, inputs)
     r.ctx.trigger = r.trigger

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from deploymind.api.crd import render_crd
+from deploymind.api.targetpolicy import TargetPolicy
 from deploymind.cli_history import DEFAULT_OPERATOR_NAMESPACE, DEFAULT_OPERATOR_PORT, DEFAULT_OPERATOR_SERVICE
 from deploymind.controller.hooks import Hooks
 from deploymind.controller.operator import Endpoints, run_operator
@@ -47,6 +48,10 @@ class SandboxOptions:
     apps: Path | None = None
     docker_host: str | None = None
     extra_hooks: Hooks = field(default_factory=Hooks)
+    aws_region: str | None = None
+    """Overrides AWS_REGION / AWS_DEFAULT_REGION for instances without `target.region`."""
+    target_policy: TargetPolicy | None = None
+    """Overrides DEPLOYMIND_TARGET_POLICY (docs/tenancy.md)."""
 
 
 def seed_app_repos(apps: Path, repos: Path) -> list[Path]:
@@ -117,8 +122,11 @@ async def run_sandbox(options: SandboxOptions) -> int:
         for obj in operator_service(options.http_port):
             api.create(obj)
         kubeconfig = api.write_kubeconfig(state / "kubeconfig")
+        targets: dict[str, Any] = {"aws_region": options.aws_region} if options.aws_region else {}
+        if options.target_policy is not None:
+            targets["target_policy"] = options.target_policy
         settings = Settings(state_dir=state / "operator", host_dir=str(state / "host"), allow_local_transport=True,
-                            allow_file_repos=True, local_docker_host=docker_host)
+                            allow_file_repos=True, local_docker_host=docker_host, **targets)
         ready = asyncio.Event()
         reaper.apps_may_run()
         operator = asyncio.create_task(run_operator(

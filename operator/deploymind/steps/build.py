@@ -16,7 +16,7 @@ from deploymind.commands.build import BuildParams, build_script
 from deploymind.commands.results import BuildOutcome, ScriptOutputError, parse_build
 from deploymind.steps.context import Desired, StepContext
 from deploymind.steps.errors import Stalled, Waiting
-from deploymind.transport.base import Payload
+from deploymind.transport.base import Payload, TransportRefused
 
 BUILD_TIMEOUT_S = 1800.0
 
@@ -33,7 +33,12 @@ async def build(ctx: StepContext, target: Desired) -> None:
     await ctx.safe_point()
     started = time.monotonic()
     payload = Payload("source-tarball", tarball, key=f"{ctx.namespace}/{ctx.name}/{target.revision}")
-    run = await ctx.transport.run(build_script(params), payload=payload, timeout=BUILD_TIMEOUT_S)
+    try:
+        run = await ctx.transport.run(build_script(params), payload=payload, timeout=BUILD_TIMEOUT_S)
+    except TransportRefused as e:
+        # The transport cannot hand the host the source (ssm without a build bucket, access denied): nothing ran.
+        ctx.conditions.set(ConditionType.BUILT, F, e.reason, e.message)
+        raise Stalled(e.reason, e.message) from None
     try:
         result = parse_build(run.text())
     except ScriptOutputError as e:

@@ -26,6 +26,7 @@ __all__ = [
     "Result",
     "Transport",
     "TransportError",
+    "TransportRefused",
 ]
 
 
@@ -80,6 +81,16 @@ class TransportError(Exception):
         """Retrying cannot help (a refused key, an unknown host key) until someone changes a Secret or the host;
         a change to the Secrets a Deployment names wakes it."""
         return self.reason in (AUTHENTICATION_FAILED, HOST_KEY_REJECTED)
+
+
+class TransportRefused(TransportError):
+    """Nothing was run, and retrying cannot help until an administrator changes the operator's settings or its
+    permissions (ssm: no build bucket, access denied to S3, Parameter Store or SSM) or the payload changes (too
+    large to deliver)."""
+
+    @property
+    def needs_user(self) -> bool:
+        return True
 
 
 class Transport(Protocol):

@@ -1,0 +1,265 @@
+"""The `ssm` transport: run a script on an EC2 instance as one SSM `AWS-RunShellScript` command.
+
+SSM gives a command no stdin, keeps at most 24,000 characters of its output, and keeps its parameters in the
+account's command history for anyone with ssm:ListCommands. So the script is wrapped (`host_wrapper`) in a short
+POSIX shell text that carries no values:
+- a payload reaches the script's stdin the SSM way: a non-secret one (the source tarball) through S3, fetched with a
+  presigned URL; a secret one (the env file) through Parameter Store as a SecureString, read by the instance with
+  its own role. The host checks the sha256 before the script starts (a secret's digest travels inside the
+  parameter, never in the command: a digest of a short value is a guessable fingerprint). Both are deleted when the
+  call ends, whatever its outcome: the host keeps each revision's env file itself.
+- the script's output goes to a file on the host and only its last STDOUT_KEEP bytes are printed, so the final JSON
+  line always survives SSM's limit.
+`get_command_invocation` is polled with a doubling backoff (settings); a call that times out or is cancelled
+cancels the command, within bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import shlex
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import TypeVar
+
+from deploymind.api import reasons
+from deploymind.aws import parameters, s3, session, ssm
+from deploymind.aws.errors import AwsError
+from deploymind.settings import Settings
+from deploymind.transport.base import TRANSPORT_TIMEOUT, Payload, Result, TransportError, TransportRefused
+from deploymind.transport.settle import bounded, start_or_undo
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# SSM keeps 24,000 characters of stdout and 8,000 of stderr: the wrapper prints at most this many bytes of each.
+STDOUT_KEEP = 20_000
+STDERR_KEEP = 7_000
+# SSM's own execution timeout is this much later than the call's: the call reports the timeout and cancels the
+# command; SSM's timeout is the backstop when the cancel cannot arrive.
+EXECUTION_GRACE_S = 5
+# The host fetches a tarball the moment the command starts, seconds after it is sent; the URL (which is in the
+# command history) opens that one object for this long only, and the object is deleted when the call ends anyway.
+PRESIGNED_URL_EXPIRY_S = 300
+# How long a cancel, or the removal of a delivered payload, may take before the call stops waiting for it.
+CLEANUP_WAIT_S = 10.0
+# Reasons the host wrapper reports for itself, before the script ran.
+HOST_REASONS = frozenset({reasons.HOST_NOT_READY, reasons.PAYLOAD_NOT_DELIVERED})
+# AWS errors that retrying cannot fix until an administrator (or a smaller payload) does.
+REFUSED_REASONS = frozenset({reasons.AWS_ACCESS_DENIED, reasons.BUILD_BUCKET_MISSING, reasons.PAYLOAD_TOO_LARGE})
+
+
+class SSMTransport:
+    """One EC2 instance reached through SSM Run Command; payloads through S3 and Parameter Store (`settings`)."""
+
+    name = "ssm"
+
+    def __init__(self, instance_id: str, region: str | None, *, settings: Settings) -> None:
+        self.instance_id = instance_id
+        self.region = region or settings.aws_region or session.default_region() or "us-east-1"
+        self._settings = settings
+        self.calls = 0
+
+    async def run(self, script: str, *, payload: Payload | None = None, timeout: float = 300.0) -> Result:  # noqa: ASYNC109 - per-call limit of the protocol
+        self.calls += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        nonce = secrets.token_hex(8)
+        async with self._delivered(payload) as fetch:
+            wrapper = host_wrapper(script, nonce=nonce, fetch=fetch)
+            command_id = await start_or_undo(self._send(wrapper, deadline - loop.time()), self._cancel,
+                                             CLEANUP_WAIT_S)
+            try:
+                invocation = await self._wait(command_id, deadline, timeout)
+            except asyncio.CancelledError:
+                await bounded(self._cancel(command_id), CLEANUP_WAIT_S)
+                raise
+        return self._result(invocation, nonce)
+
+    async def close(self) -> None:
+        """Nothing to release: AWS clients are shared by the process."""
+
+    @asynccontextmanager
+    async def _delivered(self, payload: Payload | None) -> AsyncIterator[Fetch]:
+        """Store `payload` where the host can fetch it; yield how the host fetches it; remove it when the call ends
+        (a store cut short by a cancellation is removed once it is done)."""
+        if payload is None:
+            yield NO_FETCH
+            return
+        store: Awaitable[None]
+        if payload.secret:
+            name = self.parameter_name(payload)
+            store = parameters.put_secure_string(name, _parameter_value(payload), kms_key_id=self._settings.kms_key_id,
+                                                 region=self.region)
+            fetch = Fetch(via="parameter", what=payload.name, parameter=name, region=self.region)
+
+            def remove() -> Awaitable[None]:
+                return self._remove(parameters.delete_parameter(name, self.region), f"parameter {name}")
+        else:
+            bucket, key = self._bucket(payload), self.object_key(payload)
+            url = await self._aws(s3.presigned_get_url(bucket, key, PRESIGNED_URL_EXPIRY_S, self.region))
+            store = s3.put_object(bucket, key, payload.data, self.region)
+            fetch = Fetch(via="url", what=payload.name, url=url, sha256=payload.sha256)
+
+            def remove() -> Awaitable[None]:
+                return self._remove(s3.delete_object(bucket, key, self.region), f"s3://{bucket}/{key}")
+        await start_or_undo(self._aws(store), lambda _: remove(), CLEANUP_WAIT_S)
+        try:
+            yield fetch
+        finally:
+            await bounded(remove(), CLEANUP_WAIT_S)
+
+    def _bucket(self, payload: Payload) -> str:
+        if not self._settings.build_bucket:
+            raise TransportRefused(
+                reasons.BUILD_BUCKET_MISSING,
+                f"building through SSM hands the {payload.name} to instance {self.instance_id} through S3, and the "
+                "operator has no build bucket: set --build-bucket (DEPLOYMIND_BUILD_BUCKET) to a bucket in the "
+                f"instance's region ({self.region}), or deploy a prebuilt spec.image")
+        return self._settings.build_bucket
+
+    def object_key(self, payload: Payload) -> str:
+        """`<build prefix>/<payload key>/<name>-<sha256[:12]>`: per revision and content."""
+        return _join(self._settings.build_prefix, payload.key, f"{payload.name}-{payload.sha256[:12]}")
+
+    def parameter_name(self, payload: Payload) -> str:
+        """`<parameter prefix>/<payload key>/<name>` (Parameter Store paths start with a slash)."""
+        return "/" + _join(self._settings.parameter_prefix, payload.key, payload.name)
+
+    async def _send(self, wrapper: str, left: float) -> str:
+        return await self._aws(ssm.send_shell_script(
+            self.instance_id, self.region, wrapper, execution_timeout_s=math.ceil(max(left, 1.0)) + EXECUTION_GRACE_S,
+            comment="deploymind"))
+
+    async def _wait(self, command_id: str, deadline: float, limit: float) -> ssm.Invocation:
+        """Poll until the invocation is final or the deadline passes (then the command is cancelled)."""
+        loop = asyncio.get_running_loop()
+        delay = self._settings.ssm_poll_initial_seconds
+        while True:
+            await asyncio.sleep(max(0.0, min(delay, deadline - loop.time())))
+            delay = min(2 * delay, self._settings.ssm_poll_max_seconds)
+            try:
+                invocation = await ssm.get_command_invocation(command_id, self.instance_id, self.region)
+            except AwsError as e:
+                if e.code != ssm.INVOCATION_NOT_YET:
+                    await bounded(self._cancel(command_id), CLEANUP_WAIT_S)
+                    raise TransportError(e.reason, f"{e.message}; the script's outcome on {self.instance_id} is "
+                                                   "unknown (SSM was asked to cancel it): it is retried") from None
+            else:
+                if invocation.final:
+                    return invocation
+            if loop.time() >= deadline:
+                await bounded(self._cancel(command_id), CLEANUP_WAIT_S)
+                raise TransportError(
+                    TRANSPORT_TIMEOUT,
+                    f"the script did not finish within {limit:g} s on instance {self.instance_id}, and SSM was "
+                    "asked to cancel it: look for a hung docker command on the host, or raise the timeout")
+
+    def _result(self, invocation: ssm.Invocation, nonce: str) -> Result:
+        where = f"instance {self.instance_id}"
+        if invocation.stdout.startswith(nonce + " "):
+            reason, _, message = invocation.stdout[len(nonce) + 1:].strip().partition(" ")
+            raise TransportError(reason if reason in HOST_REASONS else reasons.PAYLOAD_NOT_DELIVERED,
+                                 f"{where}: {message}")
+        status, details = invocation.status, invocation.details or invocation.status
+        ran = status == "Success" or (status == "Failed" and details == "Failed" and invocation.response_code >= 0)
+        if ran:
+            return Result(exit_code=invocation.response_code, stdout=invocation.stdout.encode(),
+                          stderr=invocation.stderr.encode())
+        if details in ("Undeliverable", "InvalidPlatform"):
+            raise TransportError(reasons.INSTANCE_NOT_MANAGED,
+                                 f"SSM could not deliver the command to {where} ({details}): check that the "
+                                 "instance runs, that its SSM agent is Online and that it is a Linux instance")
+        if details == "DeliveryTimedOut":
+            raise TransportError(reasons.TARGET_UNREACHABLE,
+                                 f"{where} did not pick the command up in time (DeliveryTimedOut): is its SSM agent "
+                                 "connected? It is retried")
+        if status == "TimedOut" or details == "ExecutionTimedOut":
+            raise TransportError(TRANSPORT_TIMEOUT, f"SSM stopped the script on {where} at its execution timeout "
+                                                    f"({details}): look for a hung docker command on the host")
+        if status == "Cancelled" or details == "Terminated":
+            raise TransportError(reasons.COMMAND_CANCELLED,
+                                 f"SSM reports the command on {where} as {details}: something other than this "
+                                 "operator cancelled it; it is retried")
+        raise TransportError(reasons.TARGET_UNREACHABLE,
+                             f"SSM reports the command on {where} as {status} ({details}) without the script's exit "
+                             f"code: {invocation.stderr[-300:]!r}; it is retried")
+
+    async def _aws(self, call: Awaitable[T]) -> T:
+        """An AWS call of this transport, its AwsError as a TransportError (refused: needs an administrator)."""
+        try:
+            return await call
+        except AwsError as e:
+            error = TransportRefused if e.reason in REFUSED_REASONS else TransportError
+            raise error(e.reason, e.message) from None
+
+    async def _cancel(self, command_id: str) -> None:
+        try:
+            await ssm.cancel_command(command_id, self.instance_id, self.region)
+        except AwsError as e:
+            log.warning("could not cancel SSM command %s on %s: %s", command_id, self.instance_id, e.message)
+
+    async def _remove(self, removal: Awaitable[None], what: str) -> None:
+        try:
+            await removal
+        except AwsError as e:
+            # Left behind for now: the next call with this payload key replaces or removes it.
+            log.warning("could not remove %s after a call to %s: %s", what, self.instance_id, e.message)
+
+
+def _join(*parts: str) -> str:
+    return "/".join(part.strip("/") for part in parts if part.strip("/"))
+
+
+def _parameter_value(payload: Payload) -> str:
+    """The payload and its sha256 (checked on the host, kept out of the command): Parameter Store holds text."""
+    try:
+        text = payload.data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TransportRefused(reasons.SECRET_NOT_TEXT,
+                               f"the {payload.name} is not UTF-8 text, and Parameter Store holds only text: store "
+                               "the values it is made of in a text form (base64, say)") from None
+    return text + payload.sha256
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """How the host gets a payload: `url` (S3 presigned, digest given) or `parameter` (SecureString, digest inside)."""
+
+    via: str
+    what: str
+    url: str = ""
+    sha256: str = ""
+    parameter: str = ""
+    region: str = ""
+
+
+NO_FETCH = Fetch(via="none", what="")
+
+
+@cache
+def _wrapper_body() -> str:
+    return resources.files("deploymind.transport").joinpath("ssm_wrapper.sh").read_text(encoding="utf-8")
+
+
+def host_wrapper(script: str, *, nonce: str, fetch: Fetch) -> str:
+    """The command SSM runs with sh (ssm_wrapper.sh): fetch the payload, check it, run `script` with it on stdin and
+    print the tails of its output; exit with its exit code. Only names, a URL and a digest of a non-secret payload
+    are in this text, never a secret value or its digest."""
+    values = {
+        "nonce": nonce, "via": fetch.via, "what": fetch.what, "url": fetch.url, "sha256": fetch.sha256,
+        "parameter": fetch.parameter, "region": fetch.region, "stdout_keep": str(STDOUT_KEEP),
+        "stderr_keep": str(STDERR_KEEP), "not_ready": reasons.HOST_NOT_READY,
+        "not_delivered": reasons.PAYLOAD_NOT_DELIVERED,
+    }
+    header = "".join(f"dm_{name}={shlex.quote(value)}\n" for name, value in values.items())
+    marker = f"DM_SCRIPT_{nonce}"
+    body = script if script.endswith("\n") else script + "\n"
+    return (f"{header}{_wrapper_body()}dm_start\n"
+            f"cat > \"$dm_dir/script\" <<'{marker}'\n{body}{marker}\ndm_run\n")
