@@ -423,7 +423,7 @@ def test_a_kept_revision_whose_env_file_is_gone_says_so_and_starts_nothing(host:
     assert host.containers() == []
 
 
-def test_a_failed_stop_fails_the_switch_and_the_old_container_keeps_serving(
+def test_a_failed_stop_fails_the_release_and_the_old_container_keeps_serving(
         host: Host, app_repo: AppRepo) -> None:
     assert host.build(app_repo, "good").ok
     assert host.release("good").ok
@@ -440,7 +440,8 @@ def test_a_failed_stop_fails_the_switch_and_the_old_container_keeps_serving(
             host.argv(release_script(host.release_params("next")))]
     done = subprocess.run(argv, input=payload(""), capture_output=True, timeout=SCRIPT_TIMEOUT_S, check=True)
     failed = results.parse_release(done.stdout.decode())
-    assert failed.result is results.ReleaseOutcome.SWITCH_FAILED, failed.message
+    # Failed, not SwitchFailed: the engine's hiccup is no fault of the new revision (it is retried, not quarantined).
+    assert failed.result is results.ReleaseOutcome.FAILED, failed.message
     assert "could not stop" in failed.message
     assert host.inspect(host.stable, "{{.Id}} {{.State.Running}}") == f"{old_id} true"
     assert host.get("/") == "revision 1\n"

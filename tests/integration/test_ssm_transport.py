@@ -1,12 +1,16 @@
 """The ssm transport against the test world's moto server, whose SSM commands really run over SSH on the test host
 (this machine, so "nothing left running" is checked in this machine's /proc): one command per script, payloads
 through S3 and Parameter Store and gone afterwards, nothing secret in SSM's command history, SSM's output limit,
-throttling, cancellation, timeouts, and the AWS calls each kind of call costs."""
+throttling, cancellation, timeouts, and the AWS calls each kind of call costs. The host wrapper's own failures
+(a missing tool, a failed download, a digest that differs) are run with the local shell and a trimmed PATH."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,11 +21,18 @@ import boto3
 import pytest
 
 from deploymind.api import reasons
+from deploymind.api.conditions import Conditions
+from deploymind.api.spec import DeploymentSpec
+from deploymind.api.status import ConditionType, DeploymentStatus
 from deploymind.aws import session, ssm
 from deploymind.metrics import Metrics
 from deploymind.settings import Settings
+from deploymind.steps.build import build
+from deploymind.steps.context import Desired, StepContext
+from deploymind.steps.errors import Stalled
 from deploymind.transport.base import Payload, TransportError, TransportRefused
-from deploymind.transport.ssm import STDOUT_KEEP, SSMTransport
+from deploymind.transport.local import LocalTransport
+from deploymind.transport.ssm import STDOUT_KEEP, Fetch, SSMTransport, host_wrapper
 from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer
 from world.procs import alive, wait_until
 
@@ -132,7 +143,7 @@ async def test_a_payload_reaches_stdin_byte_exact_through_s3_and_the_object_is_g
 
 async def test_a_secret_payload_reaches_stdin_through_parameter_store_and_never_ssm_history(
         aws: MotoServer, instance: str) -> None:
-    secret = f"hunter2-{uuid.uuid4().hex}"
+    secret = f"hunter2-\u00fcber-{uuid.uuid4().hex}"  # not ASCII: the instance's CLI must print it unchanged
     # Over 4 KB: an Advanced parameter, encrypted with the operator's KMS key.
     payload = Payload("env-file", f"DB_PASSWORD={secret}\nPAD={'p' * 5000}\n".encode(), secret=True,
                       key="team-a/web/abc123-def456")
@@ -149,9 +160,9 @@ async def test_a_secret_payload_reaches_stdin_through_parameter_store_and_never_
     try:
         result = await ssm_transport.run(script, payload=payload, timeout=60)
         assert result.ok, result.stderr
-        assert received.read_bytes() == payload.data
+        assert await asyncio.to_thread(received.read_bytes) == payload.data
     finally:
-        received.unlink(missing_ok=True)
+        await asyncio.to_thread(received.unlink, missing_ok=True)
     kind, tier, used_key = result.stdout.split()
     calls, host_calls = aws.calls(), aws.calls("host")
     assert (calls["ssm:PutParameter"], calls["ssm:DeleteParameter"], host_calls["ssm:GetParameter"]) == (1, 1, 1)
@@ -237,3 +248,79 @@ async def test_a_build_bucket_that_does_not_exist_is_refused_by_name(aws: MotoSe
     with pytest.raises(TransportRefused) as caught:
         await transport(instance, build_bucket="dm-no-such-bucket").run("cat", payload=payload, timeout=30)
     assert caught.value.reason == reasons.BUILD_BUCKET_MISSING and "dm-no-such-bucket" in caught.value.message
+
+
+async def test_a_build_over_ssm_without_a_bucket_stalls_with_built_false(aws: MotoServer, instance: str,
+                                                                         tmp_path: Path) -> None:
+    tarball = tmp_path / "source.tar"
+    tarball.write_bytes(b"tar")
+    spec = DeploymentSpec.model_validate({"source": {"repo": "https://example.com/app.git"},
+                                          "container": {"port": 8080},
+                                          "target": {"transport": "ssm", "instanceId": instance}})
+    ctx = StepContext(uid="0123456789abcdef", namespace="team-a", name="web", generation=1, spec=spec,
+                      status=DeploymentStatus(), conditions=Conditions([], 1), settings=Settings(build_bucket=None),
+                      transport=transport(instance, build_bucket=None), host_key=f"ssm:{instance}")
+    target = Desired(revision="abc123-def456", image="deploymind/01234567:abc123-def456", digest="0" * 64,
+                     tarball=tarball)
+    with pytest.raises(Stalled) as caught:
+        await build(ctx, target)
+    assert caught.value.reason == reasons.BUILD_BUCKET_MISSING
+    assert ctx.conditions.reason(ConditionType.BUILT) == reasons.BUILD_BUCKET_MISSING
+    assert not ctx.conditions.is_true(ConditionType.BUILT)
+    assert aws.calls() == {}
+
+
+def tool_dir(tmp_path: Path, without: set[str]) -> Path:
+    """A PATH directory with the tools the wrapper uses, minus `without`."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in {"sh", "mktemp", "rm", "tr", "tail", "head", "wc", "sha256sum", "cat", "curl", "wget"} - without:
+        found = shutil.which(tool)
+        assert found, tool
+        (tools / tool).symlink_to(found)
+    return tools
+
+
+@pytest.mark.parametrize(("case", "reason", "says"), [
+    ("no curl or wget", reasons.HOST_NOT_READY, "neither curl nor wget is installed"),
+    ("no sha256sum", reasons.HOST_NOT_READY, "sha256sum (coreutils) is not installed"),
+    ("download fails", reasons.PAYLOAD_NOT_DELIVERED, "could not download the source-tarball from S3"),
+    ("digest differs", reasons.PAYLOAD_NOT_DELIVERED, "arrived cut short or altered"),
+])
+async def test_the_wrapper_fails_before_the_script_and_says_why(tmp_path: Path, case: str, reason: str,
+                                                                says: str) -> None:
+    source = tmp_path / "tarball"
+    source.write_bytes(b"data")
+    url = "file:///nonexistent/tarball" if case == "download fails" else f"file://{source}"
+    digest = "0" * 64 if case == "digest differs" else hashlib.sha256(b"data").hexdigest()
+    missing = {"no curl or wget": {"curl", "wget"}, "no sha256sum": {"sha256sum"}}.get(case, set())
+    path = tool_dir(tmp_path, missing)
+    wrapper = host_wrapper("echo the script ran", nonce="n0nce",
+                           fetch=Fetch(via="url", what="source-tarball", url=url, sha256=digest))
+    result = await LocalTransport({"PATH": str(path)}, inherit_env=False).run(wrapper, timeout=30)
+    nonce, found, message = result.text().split(" ", 2)
+    assert (nonce, found) == ("n0nce", reason) and says in message
+    assert b"the script ran" not in result.stdout
+
+
+async def test_the_wrapper_gives_the_script_the_checked_payload_and_its_exit_code(tmp_path: Path) -> None:
+    data = os.urandom(4096)
+    source = tmp_path / "tarball"
+    source.write_bytes(data)
+    wrapper = host_wrapper("sha256sum; exit 7", nonce="n0nce",
+                           fetch=Fetch(via="url", what="source-tarball", url=f"file://{source}",
+                                       sha256=hashlib.sha256(data).hexdigest()))
+    result = await LocalTransport({"PATH": str(tool_dir(tmp_path, set()))}, inherit_env=False).run(wrapper, timeout=30)
+    assert result.exit_code == 7
+    assert result.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed (apt-get install shellcheck)")
+def test_the_wrapper_is_posix_sh_that_passes_shellcheck() -> None:
+    wrapper = host_wrapper("echo hi", nonce="n0nce", fetch=Fetch(via="parameter", what="env-file",
+                                                                  parameter="/deploymind/a/b/c/env-file",
+                                                                  region=REGION))
+    # The instance's sh may be dash: no bash features.
+    checked = subprocess.run(["shellcheck", "--shell=sh", "--severity=info", "-"], input=wrapper, capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert checked.returncode == 0, checked.stdout

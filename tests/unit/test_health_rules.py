@@ -80,6 +80,15 @@ def test_failures_after_the_bake_restart_and_never_revert() -> None:
     assert d.action == Action.RESTART and d.reason == reasons.UNHEALTHY
 
 
+def test_a_revision_crashing_during_its_bake_counts_as_failing_not_as_drift() -> None:
+    crashed = Observation(probe_ok=False, latency_ms=None, container_ok=False, detail="container dm-x is exited",
+                          crashed=True)
+    assert decide(crashed, 0, spec(), *status(baking_for=5)).action == Action.NONE
+    assert decide(crashed, 2, spec(), *status(baking_for=5)).action == Action.REVERT
+    # after the bake, a crashed container is put back (docker's restart policy may be gone: repaired)
+    assert decide(crashed, 2, spec(), *status(baking_for=None, last_good="new")).action == Action.REPAIR
+
+
 def test_a_missing_container_is_repaired_not_counted() -> None:
     d = decide(GONE, 1, spec(), *status(baking_for=5))
     assert (d.action, d.failures) == (Action.REPAIR, 1)

@@ -71,6 +71,15 @@ def test_writing_back_a_leniently_read_status_leaves_the_fields_it_does_not_know
     assert all("futureSummary" not in p for p in kube.patches)
 
 
+def test_a_condition_type_and_a_phase_from_a_newer_operator_are_left_out_not_fatal() -> None:
+    newer = {**STORED, "phase": "Canarying", "conditions": [
+        *STORED["conditions"], {"type": "Canaried", "status": "True", "reason": "Done",
+                                "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    status = StatusWriter(NoWrites(), obj(newer)).current()  # type: ignore[arg-type]
+    assert status.phase is None and [c.type for c in status.conditions] == ["Ready"]
+    assert status.last_good is not None
+
+
 def test_an_unreadable_status_raises_instead_of_reading_as_empty() -> None:
     broken = {**STORED, "failedRevisions": [{"id": "b", "reason": "RolledBack"}]}  # `at` is missing
     with pytest.raises(StatusUnreadable) as e:

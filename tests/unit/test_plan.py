@@ -79,6 +79,26 @@ def test_rollback_to_pins_a_kept_revision_until_the_spec_changes() -> None:
     assert not status.rollback_to.active
 
 
+def test_an_edit_that_changes_nothing_that_runs_does_not_lift_a_rollback_to_pin() -> None:
+    status = running(NEW, last_good=OLD)
+    plan(status, {ROLLBACK_TO: OLD.revision}, NEW, redeploy=False)
+    # a new generation (say healthCheck edited) whose spec still resolves to the revision it named
+    p = plan(status, {ROLLBACK_TO: OLD.revision}, NEW, redeploy=False, generation=2)
+    assert (p.target.revision, p.pinned) == (OLD.revision, True)
+
+
+def test_a_pinned_revision_that_failed_is_not_released_again_until_retried() -> None:
+    status = running(NEW, last_good=OLD)
+    plan(status, {ROLLBACK_TO: OLD.revision}, NEW, redeploy=False)
+    status.failed_revisions = [FailedRevision(id=OLD.revision, image=OLD.image, reason=reasons.ROLLED_BACK,
+                                              at="2026-01-01T00:00:00Z")]
+    with pytest.raises(Stalled) as e:
+        plan(status, {ROLLBACK_TO: OLD.revision}, NEW, redeploy=False)
+    assert e.value.reason == reasons.ROLLED_BACK and "quarantined" in e.value.message
+    p = plan(status, {ROLLBACK_TO: OLD.revision, RETRY: "t1"}, NEW, redeploy=False)
+    assert (p.target.revision, p.pinned) == (OLD.revision, True)
+
+
 def test_a_new_commit_on_the_branch_does_not_lift_a_rollback_to_pin() -> None:
     status = running(NEW, last_good=OLD)
     plan(status, {ROLLBACK_TO: OLD.revision}, NEW, redeploy=False)

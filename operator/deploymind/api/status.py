@@ -189,7 +189,11 @@ class RevertIntent(StatusModel):
     message: str
     """Why: the failing probes."""
     at: str
-    """When it was decided (also names its host job)."""
+    """When it was decided."""
+    tries: int = 0
+    """Host jobs that ran for it and failed (each try is a new job); the next waits longer."""
+    next_try_at: str | None = None
+    """Not tried again before this time (backoff after a failed try)."""
 
 
 class DeploymentStatus(StatusModel):

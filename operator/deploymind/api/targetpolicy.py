@@ -120,7 +120,7 @@ class TargetRule(ApiModel):
 
 class _Document(ApiModel):
     # `rules` on the wire; ApiModel keeps its cross-field rules in a class attribute of that name.
-    target_rules: list[TargetRule] = Field(alias="rules")
+    target_rules: list[TargetRule] = Field(validation_alias="rules", serialization_alias="rules")
 
 
 @dataclass(frozen=True)

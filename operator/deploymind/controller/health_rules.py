@@ -41,6 +41,10 @@ class Observed(Protocol):
     def container_ok(self) -> bool: ...
     @property
     def detail(self) -> str: ...
+    @property
+    def crashed(self) -> bool:
+        """The running revision's own container is there but not running (it exited, or docker is restarting it)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class Observation:
     latency_ms: float | None
     container_ok: bool
     detail: str
+    crashed: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,10 @@ def baking(status: DeploymentStatus) -> bool:
 
 def decide(obs: Observed, failures: int, spec: DeploymentSpec, status: DeploymentStatus, baked_s: float) -> Decision:
     """`baked_s`: seconds of the bake window observed healthy so far, this observation included."""
-    if not obs.container_ok:
+    if not obs.container_ok and not (obs.crashed and baking(status)):
         return Decision(Action.REPAIR, failures, False, reasons.CONTAINER_MISSING, obs.detail)
+    # From here on a revision that crashes during its bake counts as failing its probes: released again and again
+    # by repairs, it would otherwise bake into lastGood between its crashes.
     path = spec.health_check.path
     bake = spec.rollback.bake_seconds
     if obs.probe_ok:

@@ -31,11 +31,13 @@ class Plan:
 
 
 def apply_retry(status: DeploymentStatus, annotations: dict[str, str], desired: Desired) -> None:
-    """A new `deploymind.io/retry` token lifts the quarantine of the desired revision, once."""
+    """A new `deploymind.io/retry` token lifts the quarantine of the desired revision (and of a pinned one), once."""
     token = annotations.get(RETRY)
     if token and token != status.handled_retry:
         status.handled_retry = token
-        status.failed_revisions = [f for f in status.failed_revisions if f.id != desired.revision]
+        pin = status.rollback_to
+        lifted = {desired.revision, *([pin.revision] if pin is not None and pin.active and pin.revision else [])}
+        status.failed_revisions = [f for f in status.failed_revisions if f.id not in lifted]
 
 
 def plan(status: DeploymentStatus, annotations: dict[str, str], desired: Desired, redeploy: bool,
@@ -64,6 +66,14 @@ def plan(status: DeploymentStatus, annotations: dict[str, str], desired: Desired
         if target is None:
             raise Stalled(reasons.ROLLBACK_TARGET_GONE,
                           f"{ROLLBACK_TO}={pin.requested}: that revision is no longer kept; pick another")
+        for failed in status.failed_revisions:
+            if failed.id == target.revision:
+                # It failed while pinned (reverted, or refused): pinning does not bring a quarantined revision back.
+                raise Stalled(reasons.ROLLED_BACK if failed.reason == reasons.ROLLED_BACK
+                              else reasons.REVISION_QUARANTINED,
+                              f"{ROLLBACK_TO}={pin.requested}: revision {target.revision} failed ({failed.reason}) at "
+                              f"{failed.at} and is quarantined; pin another revision, remove the annotation, or set "
+                              f"{RETRY}=<new token> to try it again")
         running = status.revision.id if status.revision else None
         return Plan(target=target, pinned=True, release=redeploy or running != target.revision)
 
@@ -79,8 +89,8 @@ def plan(status: DeploymentStatus, annotations: dict[str, str], desired: Desired
 
 
 def _spec_changed(pin: RollbackPin, desired: Desired, generation: int) -> bool:
-    """Only a change of the spec releases a pin; a new commit on the branch the spec follows does not (a pin set
-    before pins knew their generation falls back to the revision the spec named)."""
-    if pin.generation is not None:
-        return pin.generation != generation
+    """Only a change of the spec that names another revision releases a pin: not a new commit on the branch the spec
+    follows (same generation), and not an edit that changes nothing that runs (healthCheck, suspend, …)."""
+    if pin.generation is not None and pin.generation == generation:
+        return False
     return pin.spec_revision != desired.revision

@@ -166,7 +166,7 @@ class Runner:
 
         r = rollout.Rollout(state=state, obj=obj, spec=spec, status=status, conds=conds, annotations=annotations,
                             trigger=trigger, redeploy_token=redeploy_token, progress=progress)
-        if status.revert is not None:
+        if status.revert is not None and revert.due(status.revert):
             # A revert written down before a crash or a dropped connection is finished first.
             await rollout.inputs_step(r)
             await revert.finish(state, r.step_context)

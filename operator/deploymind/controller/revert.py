@@ -9,6 +9,7 @@ running the revert target is never "repaired" back to the bad revision.
 
 from __future__ import annotations
 
+import datetime
 import time
 
 from deploymind.api import reasons
@@ -20,6 +21,16 @@ from deploymind.controller.objectstate import ObjectState
 from deploymind.hook_events import DriftRepaired, Reverted
 from deploymind.steps import release
 from deploymind.steps.context import Desired, StepContext
+
+
+def later(seconds: float) -> str:
+    moment = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def due(intent: RevertIntent) -> bool:
+    """The written-down revert may be tried (now, or its backoff after a failed try has passed)."""
+    return intent.next_try_at is None or intent.next_try_at <= now()
 
 
 def reverted_outcome(intent: RevertIntent) -> Outcome:
@@ -49,24 +60,34 @@ async def revert(state: ObjectState, ctx: StepContext, decision: Decision) -> Ou
 
 async def finish(state: ObjectState, ctx: StepContext) -> Outcome:
     """Run the written-down revert on the host (idempotent: a host already running the target answers Unchanged)
-    and record it. A target that cannot run as it ran (its image or env file is gone) ends the intent; a target
-    that does not get healthy keeps it, and the next tick tries again while the old container keeps serving."""
+    and record it. A target that cannot run as it ran (its image or env file is gone) ends the intent and is never
+    a revert target again; a target that does not get healthy keeps it, and a later tick tries again (a new host
+    job each try, backing off) while the old container keeps serving."""
     status, conds = ctx.status, ctx.conditions
     intent = status.revert
     assert intent is not None
     target = revisions.kept(intent.to, ctx.spec)
     async with state.leases.hold(ctx.host_key, ctx.uid):
-        result = await release.release(ctx, target, purpose="revert", nonce=intent.at, image_may_be_missing=True)
+        result = await release.release(ctx, target, purpose="revert", nonce=f"{intent.at}#{intent.tries}",
+                                       image_may_be_missing=True)
     if not result.ok:
         gone = result.reason in (reasons.REVISION_ENV_MISSING, reasons.IMAGE_MISSING)
-        message = (f"could not revert from {intent.from_revision} to {intent.to.id}: {result.message}"
-                   + ("; nothing else to revert to: fix the revision" if gone else "; retrying on the next tick"))
-        conds.set(ConditionType.RELEASED, F, reasons.REVERT_FAILED, message)
         if gone:
+            message = (f"could not revert from {intent.from_revision} to {intent.to.id}: {result.message}; it is "
+                       "no revert target any more: fix the revision, or set deploymind.io/rollback-to")
+            conds.set(ConditionType.RELEASED, F, reasons.REVERT_FAILED, message)
             status.revert = None
-            return Outcome(stalled_reason=reasons.REVERT_FAILED, stalled_message=message)
+            revisions.unusable(status, intent.to.id)
+            state.outcome = Outcome(stalled_reason=reasons.REVERT_FAILED, stalled_message=message)
+            return state.outcome
+        delay = min(state.settings.backoff_initial_seconds * 2 ** intent.tries, state.settings.backoff_max_seconds)
+        status.revert = intent.model_copy(update={"tries": intent.tries + 1, "next_try_at": later(delay)})
+        message = (f"could not revert from {intent.from_revision} to {intent.to.id}: {result.message}; trying "
+                   f"again in {delay:g} s")
+        conds.set(ConditionType.RELEASED, F, reasons.REVERT_FAILED, message)
         # Not RolledBack yet: the bad revision still runs (quarantined), and status says so.
-        return Outcome(waiting_reason=reasons.REVERT_FAILED, waiting_message=message)
+        state.outcome = Outcome(waiting_reason=reasons.REVERT_FAILED, waiting_message=message)
+        return state.outcome
     revisions.record_release(status, target, ctx.spec, result=reasons.RELEASED)
     status.revert = None
     state.bake.start(target.revision, time.monotonic())

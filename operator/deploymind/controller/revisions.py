@@ -76,6 +76,8 @@ def record_release(status: DeploymentStatus, target: Desired, spec: DeploymentSp
     else:
         status.bake_started_at = stamp
         status.baked_seconds = 0
+    # Whatever runs now supersedes a revert still written down (its own finish, or a newer revision released first).
+    status.revert = None
     entries = [h for h in status.history if h.id != target.revision]
     entries.insert(0, HistoryEntry(id=target.revision, commit=target.commit, image=target.image, digest=target.digest,
                                    run=run, deployed_at=stamp, result=result))
@@ -133,6 +135,16 @@ def revert_target(status: DeploymentStatus) -> HistoryEntry | None:
                 and entry.result == reasons.RELEASED:
             return entry
     return None
+
+
+def unusable(status: DeploymentStatus, revision: str) -> None:
+    """`revision` can no longer run as it ran (its image or env file is gone from the host): never a revert
+    target again."""
+    if status.last_good is not None and status.last_good.id == revision:
+        status.last_good = None
+    for entry in status.history:
+        if entry.id == revision:
+            entry.passed_every_probe = False
 
 
 def mark_rolled_back(status: DeploymentStatus, revision: str) -> None:

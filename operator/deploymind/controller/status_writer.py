@@ -11,7 +11,7 @@ from typing import Any
 
 from deploymind.api import lenient, reasons
 from deploymind.api.conditions import transitions
-from deploymind.api.status import Condition, ConditionStatus, ConditionType, DeploymentStatus
+from deploymind.api.status import Condition, ConditionStatus, ConditionType, DeploymentStatus, Phase
 from deploymind.controller.kube import Conflict, Kube, NotFound
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class StatusWriter:
         """The stored status, fields this operator does not know ignored. Raises StatusUnreadable rather than
         return an empty status: writing that back would erase lastGood and every quarantine."""
         try:
-            return lenient.read(DeploymentStatus, self._obj.get("status") or {})
+            return lenient.read(DeploymentStatus, _known_values(self._obj.get("status") or {}))
         except ValueError as e:
             meta = self._obj["metadata"]
             raise StatusUnreadable(f"the stored status of {meta['namespace']}/{meta['name']} cannot be read "
@@ -102,6 +102,18 @@ class StatusWriter:
             except Exception:  # an Event is informative; losing one must not fail the reconcile
                 log.warning("could not post an Event for %s/%s", meta["namespace"], meta["name"], exc_info=True)
         return True
+
+
+def _known_values(stored: dict[str, Any]) -> dict[str, Any]:
+    """Conditions of a type and a phase this operator does not know (a newer one wrote them) are left out when
+    reading: the phase is derived anyway, and a condition of an unknown type is not this operator's to judge."""
+    data = dict(stored)
+    if data.get("phase") not in {p.value for p in Phase}:
+        data.pop("phase", None)
+    types = {t.value for t in ConditionType}
+    if isinstance(data.get("conditions"), list):
+        data["conditions"] = [c for c in data["conditions"] if isinstance(c, dict) and c.get("type") in types]
+    return data
 
 
 class StatusUnreadable(Exception):

@@ -53,7 +53,9 @@ async def tick(state: ObjectState, obj: dict[str, Any]) -> None:
     ctx = await state.context(obj, spec, status, conds, inputs)
     before = state.outcome
     if status.revert is not None and not spec.suspend:
-        await state.write(status, conds, await _guarded(state, ctx, before, revert.finish(state, ctx)))
+        # Finish the written-down revert first; between failed tries (backoff) the host is left alone.
+        if revert.due(status.revert):
+            await state.write(status, conds, await _guarded(state, ctx, before, revert.finish(state, ctx)))
         return
     try:
         observation = await health.probe(ctx)
@@ -81,7 +83,7 @@ async def tick(state: ObjectState, obj: dict[str, Any]) -> None:
     else:
         state.bake.gap()
         baked = float(status.baked_seconds or 0)
-        if observation.container_ok:
+        if observation.container_ok or observation.crashed:
             revisions.saw_failing_probe(status)
     decision = rules.decide(observation, state.failures, spec, status, baked)
     state.failures = decision.failures

@@ -35,6 +35,7 @@ class Observation:
     container_ok: bool
     detail: str
     result: HealthResult
+    crashed: bool = False
 
 
 def describe(result: HealthResult, path: str, container: str, revision: str) -> str:
@@ -77,9 +78,12 @@ async def probe(ctx: StepContext) -> Observation:
         raise TransportError(e.reason, e.message) from None
     container_ok = (result.container.exists and result.container.running and result.right_image
                     and _right_revision(result, running.id))
-    return Observation(probe_ok=result.probe.ok, latency_ms=float(result.probe.latency_ms) if result.probe.status else None,
+    crashed = (result.container.exists and not result.container.running and result.right_image
+               and _right_revision(result, running.id))
+    return Observation(probe_ok=result.probe.ok and container_ok,
+                       latency_ms=float(result.probe.latency_ms) if result.probe.status else None,
                        container_ok=container_ok, detail=describe(result, check.path, ctx.stable_container, running.id),
-                       result=result)
+                       result=result, crashed=crashed)
 
 
 async def restart(ctx: StepContext) -> None:

@@ -36,8 +36,11 @@ def attempt_id(ctx: StepContext, target: Desired, purpose: str, nonce: str = "")
     or a redeploy request. A revert or a repair passes a nonce: each one must really run on the host, never read
     back an earlier job's result for the same revision."""
     status = ctx.status
+    # What runs now is part of it: going back to a revision released earlier in the same generation (rollback-to,
+    # a rotated Secret and back) is a new attempt, never a read-back of that earlier release's result.
+    running = f"{status.revision.id}@{status.revision.deployed_at}" if status.revision else ""
     key = "|".join([purpose, str(ctx.generation), ctx.redeploy_token or status.last_handled_reconcile_at or "",
-                    status.handled_retry or "", target.revision, nonce])
+                    status.handled_retry or "", target.revision, running, nonce])
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -75,7 +78,10 @@ async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", n
         keep_images=images, keep_revisions=revisions, min_free_disk_mb=ctx.settings.min_free_disk_mb,
         init=run_as.init, stop_grace_s=run_as.stop_grace_period_seconds, env_from_stdin=not target.kept,
         secret_env_names=tuple(sorted(e.name for e in spec.container.env if e.value_from is not None)))
-    ctx.conditions.set(ConditionType.RELEASED, F, reasons.RELEASING, f"releasing {target.revision}")
+    released = ctx.conditions.get(ConditionType.RELEASED)
+    if released is None or released.status != F:
+        # A retry keeps the reason it failed with until it has a new one: no Event pair per attempt.
+        ctx.conditions.set(ConditionType.RELEASED, F, reasons.RELEASING, f"releasing {target.revision}")
     await ctx.safe_point()
     started = time.monotonic()
     payload = None if target.kept else Payload("env-file", env_payload(ctx.env), secret=True,

@@ -58,7 +58,8 @@ dm_start() {
   esac
   command -v sha256sum > /dev/null 2>&1 ||
     dm_fail "$dm_not_ready" "sha256sum (coreutils) is not installed on the instance: install coreutils"
-  dm_got=$(sha256sum < "$dm_dir/in") && [ "${dm_got%% *}" = "$dm_want" ] ||
+  dm_got=$(sha256sum < "$dm_dir/in") || dm_fail "$dm_not_ready" "sha256sum failed on the instance"
+  [ "${dm_got%% *}" = "$dm_want" ] ||
     dm_fail "$dm_not_delivered" "the $dm_what arrived cut short or altered (its sha256 differs from the one sent); the call is retried"
 }
 

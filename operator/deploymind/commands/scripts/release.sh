@@ -20,7 +20,7 @@ receive_env() {
   [ "${digest%% *}" = "$want_digest" ] || { rm -f -- "$tmp"; return 1; }
   head -c "$size" -- "$tmp" > "$env_file.body" && mv -f -- "$env_file.body" "$env_file"
   rm -f -- "$tmp"
-  printf '%s\n' "${secret_env_names[@]}" > "$secret_names_file"
+  printf '%s\n' ${secret_env_names[@]+"${secret_env_names[@]}"} > "$secret_names_file"
 }
 
 exec 7> "$rel_dir/start.lock"
@@ -30,7 +30,10 @@ while :; do
   exec 8> "$rel_dir/job.lock"
   if flock -n 8; then
     # No job of this revision runs.
-    if [ -f "$result_file" ] && [ "$(cat "$rel_dir/attempt" 2>/dev/null)" = "$attempt" ]; then
+    # This attempt finished before: read its result back, unless it was one a retry must redo (the image was
+    # missing, the disk full, the lock or a port not to be had): those run again.
+    if [ -f "$result_file" ] && [ "$(cat "$rel_dir/attempt" 2>/dev/null)" = "$attempt" ] \
+        && grep -Eq '"result":"(Released|Unchanged|CandidateUnhealthy|SwitchFailed)"' "$result_file"; then
       break
     fi
     rm -f -- "$result_file"

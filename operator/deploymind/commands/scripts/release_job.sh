@@ -114,8 +114,8 @@ disk_ok() {
 prune() {
   local keep keep_rev tag dir rev running="" running_rev=""
   if state=$(dm_state "$stable" 2>/dev/null); then read -r _ _ _ running running_rev <<< "$state"; fi
-  keep=" $image $running ${keep_images[*]} "
-  keep_rev=" $revision $running_rev ${keep_revisions[*]} "
+  keep=" $image $running ${keep_images[*]+"${keep_images[*]}"} "
+  keep_rev=" $revision $running_rev ${keep_revisions[*]+"${keep_revisions[*]}"} "
   while IFS= read -r tag; do
     case $tag in *:"<none>") continue ;; esac
     case $keep in *" $tag "*) continue ;; esac
@@ -195,7 +195,7 @@ dm_remove "$candidate" > /dev/null 2>&1
 if exists "$stable"; then
   if ! out=$(dm_stop "$stable" 2>&1); then
     dm_start "$stable" > /dev/null 2>&1
-    finish SwitchFailed "could not stop $stable ($(scrub "$out")); it keeps serving: check the Docker engine"
+    finish Failed "could not stop $stable ($(scrub "$out")); it keeps serving, and the release is retried: check the Docker engine"
   fi
   if ! dm_rename "$stable" "$aside" > /dev/null 2>&1; then
     dm_start "$stable" > /dev/null 2>&1
