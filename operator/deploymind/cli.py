@@ -112,7 +112,7 @@ def _sandbox(args: argparse.Namespace) -> int:
         apps = next((c / "apps" for c in candidates if (c / "apps").is_dir()), None)
     return main(SandboxOptions(state_dir=Path(args.state_dir), port=args.port, http_port=args.http_port,
                                apply=[Path(p) for p in args.apply or ()], apps=apps, docker_host=args.docker_host,
-                               aws_region=args.aws_region, target_policy=policy))
+                               aws_region=args.aws_region, target_policy=policy, ssm_settings=_ssm_overrides(args)))
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -163,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-file-repos", action="store_true",
                      help="accept source.repo as file:// or a path (this operator's own files; sandbox and tests only)")
     run.add_argument("--state-dir", help="operator files: source cache, SQLite history (default /var/lib/deploymind)")
-    run.add_argument("--host-dir", help="directory on each host for release files (default /var/lib/deploymind)")
+    run.add_argument("--host-dir", help="directory on each host for release files (default $DEPLOYMIND_HOST_DIR, "
+                                        "else decided on the host: /var/lib/deploymind for root, ~/.deploymind for "
+                                        "other login users)")
     run.add_argument("--lease-namespace", help="namespace of the per-host Leases (default: default)")
     run.add_argument("--max-concurrent-rollouts", type=int, metavar="N",
                      help="rollouts running at once across all Deployments; health ticks are not counted "
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--apps", help="folder of app sources to commit into file://SANDBOX/repos/<name>.git")
     sandbox.add_argument("--docker-host", help="use this Docker engine instead of starting a private one")
     _add_target_options(sandbox)
+    _add_ssm_options(sandbox)
     sandbox.set_defaults(func=_sandbox)
 
     from deploymind.cli_history import add_parser as add_history

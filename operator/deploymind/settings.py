@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploymind.api.spec import Target, Transport
 from deploymind.api.targetpolicy import TargetPolicy, load_target_policy
 
 
@@ -25,8 +26,12 @@ class Settings:
 
     state_dir: Path = field(default_factory=lambda: _env_path("DEPLOYMIND_STATE_DIR", Path.home() / ".deploymind"))
     """Operator-side files: source tarball cache, the SQLite history (a persistent volume in a cluster)."""
-    host_dir: str = field(default_factory=lambda: os.environ.get("DEPLOYMIND_HOST_DIR", "/var/lib/deploymind"))
-    """Absolute directory on each host for release files; the login user must be able to write it."""
+    host_dir: str | None = field(default_factory=lambda: os.environ.get("DEPLOYMIND_HOST_DIR") or None)
+    """Absolute directory on each host for release files (a target's `hostDir` overrides it); the login user must be
+    able to write it. None: each host decides when a script runs, /var/lib/deploymind for root (and SSM, which runs
+    as root), ~/.deploymind for any other login user, so a fresh host needs no preparation."""
+    local_host_dir: str | None = None
+    """The host directory of `transport: local` targets, when it differs (the sandbox keeps it in its state dir)."""
     allow_local_transport: bool = False
     """`transport: local` runs containers on the operator's own host: only for the sandbox and tests."""
     allow_file_repos: bool = False
@@ -72,6 +77,14 @@ class Settings:
     ssm_poll_initial_seconds: float = 0.5
     """First wait before asking SSM whether a command finished; doubled after each answer up to the maximum."""
     ssm_poll_max_seconds: float = 3.0
+
+    def host_dir_of(self, target: Target) -> str | None:
+        """Where a Deployment with this target keeps its files on the host; None: the host decides."""
+        if target.host_dir:
+            return target.host_dir
+        if target.transport == Transport.LOCAL and self.local_host_dir:
+            return self.local_host_dir
+        return self.host_dir
 
     @property
     def source_cache(self) -> Path:

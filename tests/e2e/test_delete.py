@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from dm import Cluster, Operator, deployment, docker, http_get, wait_for
+from targets import Target, over, target_fixture, transport_env_fixture, transport_fixture  # noqa: F401
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo, Health, create_app_repo
@@ -27,8 +28,8 @@ SLOW_CANDIDATE_S = 30
 
 
 @pytest.fixture
-def operator_env() -> dict[str, str]:
-    return {"DEPLOYMIND_CLEANUP_TIMEOUT_SECONDS": str(CLEANUP_TIMEOUT_S)}
+def operator_env(transport_env: dict[str, str]) -> dict[str, str]:
+    return {**transport_env, "DEPLOYMIND_CLEANUP_TIMEOUT_SECONDS": str(CLEANUP_TIMEOUT_S)}
 
 
 def on_host(engine: DockerEngine, operator: Operator, uid: str) -> dict[str, Any]:
@@ -69,10 +70,12 @@ def cleanups(operator: Operator, cluster: Cluster, name: str) -> list[dict[str, 
     return list(json.loads(body).get("cleanups", [])) if status == 200 else []
 
 
+@over("local", "ssh", "ssm")
 def test_delete_removes_the_containers_images_and_files_from_the_host(
-        cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine) -> None:
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine, target: Target) -> None:
     port = free_port()
-    cluster.apply(deployment("web", app_repo, port, rollback={"bakeSeconds": 0}))
+    cluster.apply(deployment("web", app_repo, port, rollback={"bakeSeconds": 0}, target=target.spec,
+                             healthCheck={"periodSeconds": target.period_s}))
     cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "deployed")
     uid = cluster.get("web")["metadata"]["uid"]
     before = on_host(docker_engine, operator, uid)

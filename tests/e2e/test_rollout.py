@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from dm import Cluster, Operator, deployment, docker, handled, http_get, ready, wait_for
+from targets import Target, operator_env_fixture, over, target_fixture, transport_env_fixture, transport_fixture  # noqa: F401
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo, Health
@@ -17,10 +18,13 @@ from world.ports import free_port, port_open
 pytestmark = pytest.mark.e2e
 
 
-def test_a_good_revision_becomes_ready_and_the_app_answers(cluster: Cluster, operator: Operator,
-                                                          app_repo: AppRepo) -> None:
+@over("local", "ssh", "ssm")
+def test_a_good_revision_becomes_ready_and_the_app_answers_then_an_update_replaces_it(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, target: Target) -> None:
     port = free_port()
-    cluster.apply(deployment("web", app_repo, port))
+    # No bake: an ssm probe comes every 30 s at best, and the bake is another test's subject.
+    cluster.apply(deployment("web", app_repo, port, target=target.spec, rollback={"bakeSeconds": 0},
+                             healthCheck={"periodSeconds": target.period_s}))
     status = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "phase Deployed")
     assert ready(status) == "True/Deployed"
     assert status["revision"]["commit"] == app_repo.head()
@@ -31,9 +35,19 @@ def test_a_good_revision_becomes_ready_and_the_app_answers(cluster: Cluster, ope
     assert "Reconciling" not in types and "Stalled" not in types
     assert status["observedGeneration"] == cluster.get("web")["metadata"]["generation"]
     uid = cluster.get("web")["metadata"]["uid"]
-    assert status["target"] == {"address": "local", "container": f"dm-{uid[:8]}", "health": "Healthy"}
+    address = {"local": "local", "ssh": "127.0.0.1", "ssm": "127.0.0.2"}[target.transport]  # ssm: the private one
+    assert {k: status["target"][k] for k in ("address", "container", "health")} == {
+        "address": address, "container": f"dm-{uid[:8]}", "health": "Healthy"}
+    assert status["target"].get("instanceId") == target.instance_id
     row = cluster.run("get", "dmd", "web", "--no-headers").stdout.split()
-    assert row[:5] == ["web", "Deployed", status["revision"]["id"], "local", "True"]
+    assert row[:5] == ["web", "Deployed", status["revision"]["id"], address, "True"]
+
+    second = app_repo.commit_revision(Health.HEALTHY)
+    cluster.annotate("web", "deploymind.io/requested-at", "push-1")
+    updated = cluster.wait_status("web", handled("push-1"), 90, "the update rolled out")
+    assert ready(updated) == "True/Deployed"
+    assert updated["revision"]["commit"] == second and updated["lastGood"]["commit"] == second
+    assert http_get(port) == (200, "revision 2\n")
 
 
 def test_a_revision_failing_health_is_refused_while_the_old_one_keeps_serving(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from deploymind.commands import docker, results
+from deploymind.commands import docker, hostpaths, results
 from deploymind.commands.build import BuildParams, build_script, image_present_script
 from deploymind.commands.cleanup import CleanupParams, cleanup_script
 from deploymind.commands.health import HealthParams, health_script, restart_script
@@ -594,7 +594,8 @@ def test_health_with_a_host_dir_answers_without_waiting_for_stats_and_reports_th
         host: Host, app_repo: AppRepo) -> None:
     assert host.build(app_repo, "r1").ok
     assert host.release("r1").ok
-    params = HealthParams(uid8=host.uid8, image=host.image("r1"), port=host.port, host_dir=str(host.dir))
+    params = HealthParams(uid8=host.uid8, image=host.image("r1"), port=host.port, host_dir=str(host.dir),
+                          background_stats=True)
     started = time.monotonic()
     first = results.parse_health(host.run(health_script(params)).stdout.decode())
     took = time.monotonic() - started
@@ -604,3 +605,57 @@ def test_health_with_a_host_dir_answers_without_waiting_for_stats_and_reports_th
     wait_until(sample.exists, 15, "the background sample")
     second = results.parse_health(host.run(health_script(params)).stdout.decode())
     assert second.healthy and second.stats is not None and second.stats.memory_bytes > 0
+
+
+def _path_without(shim: Path, *absent: str) -> str:
+    """A directory of links to every command of the login user's PATH but `absent`: a host that lacks them."""
+    shim.mkdir()
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for tool in Path(directory).iterdir():
+            if tool.name not in absent and not (shim / tool.name).exists():
+                (shim / tool.name).symlink_to(tool)
+    return str(shim)
+
+
+def test_a_host_without_flock_is_not_ready_and_the_release_starts_nothing(host: Host, app_repo: AppRepo) -> None:
+    assert host.build(app_repo, "r1").ok
+    shim = _path_without(host.dir.parent / f"bin-{host.uid8}", "flock")
+    argv = [a.replace("PATH=/usr/local/bin:/usr/bin:/bin", f"PATH={shim}") for a in
+            host.argv(release_script(host.release_params("r1")))]
+    done = subprocess.run(argv, input=payload("API_TOKEN=x\n"), capture_output=True, timeout=SCRIPT_TIMEOUT_S,
+                          check=True)
+    with pytest.raises(results.HostNotReady) as raised:
+        results.parse_release(done.stdout.decode())
+    assert raised.value.missing == ("flock",)
+    assert "flock (package util-linux)" in raised.value.message and raised.value.host_dir == str(host.dir)
+    assert host.containers() == []
+    assert not (host.dir / host.uid8 / "releases").exists()  # no release directory, no env file
+
+
+def test_without_a_host_dir_a_login_user_deploys_into_its_home(host: Host, app_repo: AppRepo) -> None:
+    """A fresh host, no --host-dir: the non-root login user keeps its files in ~/.deploymind, which it creates."""
+    home_dir = LOGIN_HOME / ".deploymind"
+    tarball = subprocess.run(["git", "-C", str(app_repo.path), "archive", "--format=tar", "HEAD"],
+                             capture_output=True, check=True).stdout
+    build = BuildParams(uid=host.uid, revision="r1", image=host.image("r1"),
+                        tree_digest=hashlib.sha256(tarball).hexdigest(), host_dir=None)
+    assert results.parse_build(host.run(build_script(build), tarball).stdout.decode()).ok
+    try:
+        released = results.parse_release(
+            host.run(release_script(host.release_params("r1", host_dir=None)), payload("")).stdout.decode())
+        assert released.ok, released.message
+        assert released.host_dir == str(home_dir)
+        assert (home_dir / host.uid8 / "releases" / "r1" / "env").is_file()
+    finally:
+        cleaned = results.parse_cleanup(host.run(cleanup_script(CleanupParams(uid=host.uid, host_dir=None))).stdout.decode())
+    assert cleaned.result is results.CleanupOutcome.CLEANED, cleaned.message
+    assert not (home_dir / host.uid8).exists()
+
+
+def test_without_a_host_dir_root_uses_var_lib_deploymind() -> None:
+    """SSM runs scripts as root: the header's resolution gives /var/lib/deploymind (run here as root)."""
+    if os.getuid() != 0:
+        pytest.skip("needs root")
+    done = subprocess.run(["bash", "-c", hostpaths.RESOLVE_HOST_DIR + 'printf %s "$host_dir"'],
+                          capture_output=True, text=True, check=True, env={"PATH": os.environ["PATH"]})
+    assert done.stdout == "/var/lib/deploymind"

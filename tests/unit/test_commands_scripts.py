@@ -3,11 +3,14 @@ parameter checks; and the parsers of their JSON result lines. (tests/integration
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 import shlex
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -145,9 +148,11 @@ def test_build_header_and_command() -> None:
         f"digest={'ab' * 32}\n"
         "dockerfile=Dockerfile\n"
         "context_subdir=.\n"
+        "host_dir=/var/lib/deploymind\n"
         "builds_dir=/var/lib/deploymind/0123abcd/builds\n"
         "min_free_mb=500\n"
         "log_tail=50\n"
+        "needs=(docker tar sha256sum flock)\n"
     )
     assert (
         '  docker build --network host --tag deploymind/0123abcd:1a2b3c4d5e6f-9z8y7x6w --file "${dockerfile_path}" '
@@ -213,6 +218,71 @@ def test_build_refuses_paths_outside_the_tarball_and_bad_digests(field: str, val
     settings = {"uid": UID, "revision": "r1", "image": "i", "tree_digest": "ab" * 32, "host_dir": "/d", field: value}
     with pytest.raises(ValueError):
         build_script(BuildParams(**settings))  # type: ignore[arg-type]
+
+
+def test_without_a_host_dir_the_header_resolves_it_on_the_host_and_derives_every_path() -> None:
+    text = inner(release_script(dataclasses.replace(RELEASE, host_dir=None)))
+    assert (
+        "lock_timeout=600\n"
+        "# No host directory was configured: root keeps its files in /var/lib/deploymind, any other login user in\n"
+        "# ~/.deploymind, the one place it can always create.\n"
+        'if [ "$(id -u)" = 0 ]; then host_dir=/var/lib/deploymind; else host_dir=~/.deploymind; fi\n'
+        'lock_file="$host_dir"/deploymind.lock\n'
+        'releases_dir="$host_dir"/0123abcd/releases\n'
+        'rel_dir="$host_dir"/0123abcd/releases/1a2b3c4d5e6f-9z8y7x6w\n'
+    ) in text
+    assert "/var/lib/deploymind/0123abcd" not in text
+    build = inner(build_script(dataclasses.replace(BUILD, host_dir=None)))
+    assert 'builds_dir="$host_dir"/0123abcd/builds\n' in build
+    cleanup = inner(cleanup_script(CleanupParams(uid=UID, host_dir=None)))
+    assert 'object_dir="$host_dir"/0123abcd\n' in cleanup
+
+
+@pytest.mark.parametrize(
+    ("script", "needs"),
+    [
+        (release_script(RELEASE), "needs=(docker flock curl sha256sum)\n"),
+        (build_script(BUILD), "needs=(docker tar sha256sum flock)\n"),
+        (health_script(HealthParams(uid8="0123abcd", image="i", port=1)), "needs=(curl docker)\n"),
+        (cleanup_script(CleanupParams(uid=UID, host_dir="/d")), "needs=(docker flock)\n"),
+        (restart_script("0123abcd"), "needs=(docker)\n"),
+        (image_present_script("i"), "needs=(docker)\n"),
+    ],
+)
+def test_every_script_checks_what_it_needs_before_anything_else(script: str, needs: str) -> None:
+    text = inner(script)
+    assert needs in text
+    assert re.search(r'\nset -u\n(umask 077\n)?preflight (--dir )?"\$\{needs\[@\]\}"\n', text)
+
+
+def test_the_preflight_line_names_what_is_missing_and_the_host_dir(tmp_path: Path) -> None:
+    """The preflight of lib.sh, run by bash with a PATH holding only `cat`: HostNotReady, one JSON line."""
+    (tmp_path / "bin").mkdir()
+    for tool in ("cat", "mkdir", "id"):
+        found = shutil.which(tool)
+        assert found is not None
+        (tmp_path / "bin" / tool).symlink_to(found)
+    script = (f"host_dir={shlex.quote(str(tmp_path / 'dm'))}\n" + shell.body("lib")
+              + 'set -u\npreflight --dir docker flock\necho "not reached"\n')
+    bash = shutil.which("bash")
+    assert bash is not None
+    done = subprocess.run([bash, "-c", script], input="", capture_output=True, text=True, check=False,
+                          env={"PATH": str(tmp_path / "bin")})
+    assert done.returncode == 0 and "not reached" not in done.stdout
+    line = json.loads(done.stdout)
+    assert line["result"] == "HostNotReady" and line["missing"] == ["docker", "flock"]
+    assert line["host_dir"] == str(tmp_path / "dm")
+    assert "flock (package util-linux)" in line["message"]
+    with pytest.raises(results.HostNotReady) as raised:
+        results.parse_health("banner\n" + done.stdout)
+    assert raised.value.missing == ("docker", "flock") and raised.value.reason == "HostNotReady"
+
+
+def test_an_unwritable_host_dir_is_host_not_ready_naming_it() -> None:
+    script = "host_dir=/proc/deploymind-test\n" + shell.body("lib") + "set -u\npreflight --dir bash\n"
+    done = subprocess.run(["bash", "-c", script], input="", capture_output=True, text=True, check=True)
+    with pytest.raises(results.HostNotReady, match="cannot create or write the host directory /proc/deploymind-test"):
+        results.parse_release(done.stdout)
 
 
 def test_heredoc_marker_grows_until_unique() -> None:

@@ -27,6 +27,7 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 HOST = r"^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$"
 POSIX_USER = r"^[a-z_][a-z0-9_-]*[$]?$"
 RELATIVE_PATH = r"^[^/\s][^\s]*$"
+ABSOLUTE_DIR = r"^/[A-Za-z0-9._/+@-]*$"
 MEMORY = r"^[0-9]+(\.[0-9]+)?[bkmg]?$"
 VULN_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 SSM_MIN_PERIOD_SECONDS = 30
@@ -161,6 +162,11 @@ class Target(ApiModel):
     """AWS region of the instance; defaults to the operator's region."""
     ssh: SSHTarget | None = None
     """SSH settings; required for ssh."""
+    host_dir: str | None = Field(default=None, pattern=ABSOLUTE_DIR, max_length=255)
+    """Absolute directory on the host for this Deployment's release files and the host lock; the login user must be
+    able to write it (it is created). Default: the operator's `--host-dir`, else /var/lib/deploymind for root (ssm
+    runs as root) and `~/.deploymind` for any other login user. Deployments on one host that share a directory also
+    share its host lock."""
 
     rules = (
         Rule(

@@ -38,6 +38,7 @@ PATTERN_HINTS: dict[str, str] = {
     model.HOST: "a host name or an IP address",
     model.POSIX_USER: "a login name such as ec2-user",
     model.RELATIVE_PATH: "a path relative to the repository root, such as Dockerfile or app/",
+    model.ABSOLUTE_DIR: "an absolute directory such as /srv/deploymind",
     model.MEMORY: "a number with an optional unit b, k, m or g, such as 256m",
     model.VULN_ID: "a finding id such as CVE-2024-3094",
     r"^/[^\s]*$": "a URL path starting with /",

@@ -12,7 +12,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from deploymind.commands import docker, hostpaths, shell
+from deploymind.commands import docker, hostpaths, preflight, shell
 from deploymind.commands.shell import Var
 
 # How many of docker build's last output lines a failed build returns.
@@ -29,7 +29,8 @@ class BuildParams:
     revision: str
     image: str
     tree_digest: str
-    host_dir: str
+    host_dir: str | None
+    """None: the host decides (hostpaths.RESOLVE_HOST_DIR)."""
     dockerfile: str = "Dockerfile"
     context: str = "."
     min_free_disk_mb: int = 500
@@ -43,7 +44,6 @@ def build_script(params: BuildParams) -> str:
     """The script to run with the context tarball on stdin; prints one JSON line (results.BuildResult)."""
     uid8 = hostpaths.check_name("uid", params.uid8)
     revision = hostpaths.check_name("revision", params.revision)
-    host_dir = hostpaths.check_host_dir(params.host_dir)
     if not _SHA256.match(params.tree_digest):
         raise ValueError(f"tree digest {params.tree_digest!r} is not a sha256 hex digest")
     values: dict[str, str | int | float] = {
@@ -52,15 +52,15 @@ def build_script(params: BuildParams) -> str:
         "digest": params.tree_digest,
         "dockerfile": _relative("dockerfile", params.dockerfile),
         "context_subdir": _relative("context", params.context),
-        "builds_dir": hostpaths.builds_dir(host_dir, uid8),
-        "min_free_mb": params.min_free_disk_mb,
-        "log_tail": LOG_TAIL_LINES,
     }
     labels = {docker.LABEL_UID: params.uid, docker.LABEL_REVISION: revision, docker.LABEL_TREE_DIGEST: params.tree_digest}
     build = docker.build(tag=params.image, dockerfile=Var("dockerfile_path"), context=Var("context_dir"), labels=labels)
     header = (
         "# Parameters of this build (generated).\n"
         + shell.assignments(values)
+        + hostpaths.header(params.host_dir, {"builds_dir": hostpaths.builds_dir("", uid8)})
+        + shell.assignments({"min_free_mb": params.min_free_disk_mb, "log_tail": LOG_TAIL_LINES})
+        + preflight.header(preflight.BUILD)
         + shell.function("dm_image_id", [docker.image_id(params.image)], "id of the image to build")
         + shell.function("dm_build", [build], "uses $dockerfile_path and $context_dir")
     )
@@ -69,8 +69,10 @@ def build_script(params: BuildParams) -> str:
 
 def image_present_script(image: str) -> str:
     """A script printing whether the host has `image` (results.ImagePresence); no stdin."""
-    header = shell.assignments({"image": image}) + shell.function(
-        "dm_image_id", [docker.image_id(image)], "id of the image"
+    header = (
+        shell.assignments({"image": image})
+        + preflight.header(preflight.IMAGE_PRESENT)
+        + shell.function("dm_image_id", [docker.image_id(image)], "id of the image")
     )
     return shell.bash(header + shell.body("lib") + shell.body("image_present"))
 

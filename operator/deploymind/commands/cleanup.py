@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deploymind.commands import docker, hostpaths, shell
+from deploymind.commands import docker, hostpaths, preflight, shell
 from deploymind.commands.shell import Var
 
 LOCK_TIMEOUT_S = 600
@@ -19,7 +19,8 @@ LOCK_TIMEOUT_S = 600
 @dataclass(frozen=True)
 class CleanupParams:
     uid: str
-    host_dir: str
+    host_dir: str | None
+    """None: the host decides (hostpaths.RESOLVE_HOST_DIR)."""
     lock_timeout_s: int = LOCK_TIMEOUT_S
 
     @property
@@ -30,16 +31,11 @@ class CleanupParams:
 def cleanup_script(params: CleanupParams) -> str:
     """A script printing one JSON line (results.CleanupResult); no stdin."""
     uid8 = hostpaths.check_name("uid", params.uid8)
-    host_dir = hostpaths.check_host_dir(params.host_dir)
     repository = docker.image_repository(uid8)
-    header = shell.assignments(
-        {
-            "host_dir": host_dir,
-            "lock_file": hostpaths.lock_file(host_dir),
-            "lock_timeout": params.lock_timeout_s,
-            "object_dir": hostpaths.object_dir(host_dir, uid8),
-        }
-    )
+    header = hostpaths.header(params.host_dir, {"lock_file": hostpaths.lock_file(""),
+                                                "object_dir": hostpaths.object_dir("", uid8)})
+    header += shell.assignments({"lock_timeout": params.lock_timeout_s})
+    header += preflight.header(preflight.CLEANUP)
     header += shell.function(
         "dm_containers", [docker.containers_labelled(docker.LABEL_UID, params.uid)], "ids of the app's containers"
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from deploymind.commands import docker, hostpaths, shell
+from deploymind.commands import docker, hostpaths, preflight, shell
 
 # `docker stats --no-stream` takes about 2 s; an engine that hangs must not keep a sampler for ever.
 STATS_TIMEOUT_S = 20
@@ -25,9 +25,11 @@ class HealthParams:
     port: int
     health_path: str = "/health"
     probe_timeout_s: int = 5
+    background_stats: bool = False
+    """CPU/memory are sampled in the background under the host directory for the next tick (`docker stats` takes
+    about 2 s, longer than a 1-second probe period) and the tick reports the previous sample; else inline."""
     host_dir: str | None = None
-    """When set, CPU/memory are sampled in the background for the next tick (`docker stats` takes about 2 s,
-    longer than a 1-second probe period) and the tick reports the previous sample; else it samples inline."""
+    """For background stats; None: the host decides (hostpaths.RESOLVE_HOST_DIR)."""
 
 
 def health_script(params: HealthParams) -> str:
@@ -42,10 +44,14 @@ def health_script(params: HealthParams) -> str:
             "port": params.port,
             "health_path": params.health_path,
             "probe_timeout": params.probe_timeout_s,
-            "stats_file": posixpath.join(hostpaths.object_dir(hostpaths.check_host_dir(params.host_dir), uid8),
-                                         "stats.json") if params.host_dir else "",
         }
     )
+    if params.background_stats:
+        header += hostpaths.header(params.host_dir, {"stats_file": posixpath.join(hostpaths.object_dir("", uid8),
+                                                                                  "stats.json")})
+    else:
+        header += shell.assignments({"stats_file": ""})
+    header += preflight.header(preflight.HEALTH)
     header += shell.function("dm_inspect", [docker.inspect(stable)], "the stable container as JSON")
     header += shell.function("dm_image_id", [docker.image_id(params.image)], "id of the expected image")
     header += shell.function("dm_stats", [["timeout", str(STATS_TIMEOUT_S), *docker.stats(stable)]],
@@ -57,7 +63,7 @@ def restart_script(uid8: str, grace_s: int = docker.STOP_TIMEOUT_S) -> str:
     """A script restarting `dm-<uid8>` (the app gets `grace_s` to exit) and printing one JSON line
     (results.RestartResult); no stdin."""
     stable = docker.stable_name(hostpaths.check_name("uid", uid8))
-    header = shell.assignments({"stable": stable})
+    header = shell.assignments({"stable": stable}) + preflight.header(preflight.RESTART)
     header += shell.function("dm_state", [docker.state(stable)], "fails when the container is absent")
     header += shell.function("dm_restart", [docker.restart(stable, grace_s)], "restart the stable container")
     return shell.bash(header + shell.body("lib") + shell.body("restart"))

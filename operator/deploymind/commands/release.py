@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from deploymind.commands import docker, hostpaths, shell
+from deploymind.commands import docker, hostpaths, preflight, shell
 from deploymind.commands.shell import Var
 
 # How many of the candidate's last log lines a failed release returns.
@@ -47,7 +47,8 @@ class ReleaseParams:
     revision: str
     image: str
     port: int
-    host_dir: str
+    host_dir: str | None
+    """None: the host decides (hostpaths.RESOLVE_HOST_DIR)."""
     attempt: str
     health_path: str = "/health"
     probe_timeout_s: int = 5
@@ -91,12 +92,11 @@ def release_script(params: ReleaseParams) -> str:
 def _header(params: ReleaseParams) -> str:
     uid8 = hostpaths.check_name("uid", params.uid8)
     revision = hostpaths.check_name("revision", params.revision)
-    host_dir = hostpaths.check_host_dir(params.host_dir)
     if not params.health_path.startswith("/"):
         raise ValueError(f"health path {params.health_path!r} must start with '/'")
     if not 1 <= params.port <= 65535:
         raise ValueError(f"port {params.port} is not a TCP port")
-    rel_dir = hostpaths.release_dir(host_dir, uid8, revision)
+    rel_dir = hostpaths.release_dir("", uid8, revision)
     values: dict[str, str | int | float] = {
         "revision": revision,
         "attempt": params.attempt,
@@ -112,24 +112,27 @@ def _header(params: ReleaseParams) -> str:
         "scrub_min_length": SCRUB_MIN_LENGTH,
         "min_free_mb": params.min_free_disk_mb,
         "lock_timeout": params.lock_timeout_s,
-        "host_dir": host_dir,
-        "lock_file": hostpaths.lock_file(host_dir),
-        "releases_dir": hostpaths.releases_dir(host_dir, uid8),
+    }
+    paths = {
+        "lock_file": hostpaths.lock_file(""),
+        "releases_dir": hostpaths.releases_dir("", uid8),
         "rel_dir": rel_dir,
         "env_file": f"{rel_dir}/env",
         "secret_names_file": f"{rel_dir}/secret-names",
-        "verified_file": f"{hostpaths.object_dir(host_dir, uid8)}/switch-verified",
+        "verified_file": f"{hostpaths.object_dir('', uid8)}/switch-verified",
         "result_file": f"{rel_dir}/result.json",
-        "stable": docker.stable_name(uid8),
-        "candidate": docker.candidate_name(uid8, revision),
-        "aside": docker.aside_name(uid8),
     }
+    names = {"stable": docker.stable_name(uid8), "candidate": docker.candidate_name(uid8, revision),
+             "aside": docker.aside_name(uid8)}
     return (
         "# Parameters of this release (generated).\n"
         + shell.assignments(values)
+        + hostpaths.header(params.host_dir, paths)
+        + shell.assignments(names)
         + shell.array("keep_images", params.keep_images)
         + shell.array("keep_revisions", [hostpaths.check_name("revision", r) for r in params.keep_revisions])
         + shell.array("secret_env_names", params.secret_env_names)
+        + preflight.header(preflight.RELEASE)
         + _functions(params, uid8, revision)
     )
 

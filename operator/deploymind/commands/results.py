@@ -1,7 +1,8 @@
 """Typed results of the host scripts, parsed from the one JSON line each prints last.
 
 Pure: a parser takes the script's stdout text. Lines before the JSON line (a login banner, a stray warning)
-are ignored; a missing or garbled line raises ScriptOutputError, whose message says where to look.
+are ignored; a missing or garbled line raises ScriptOutputError, whose message says where to look. Every script
+checks the host first (commands.preflight): its HostNotReady line raises HostNotReady from any parser.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 SCRIPT_OUTPUT_INVALID = "ScriptOutputInvalid"
+HOST_NOT_READY = "HostNotReady"
 
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -23,6 +25,18 @@ class ScriptOutputError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.reason = SCRIPT_OUTPUT_INVALID
+        self.message = message
+
+
+class HostNotReady(Exception):
+    """The host lacks a command the script needs (`missing`), or the login user cannot write the host directory
+    (`missing` empty): the script started nothing. `host_dir` is the directory it would have used."""
+
+    def __init__(self, missing: tuple[str, ...], host_dir: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = HOST_NOT_READY
+        self.missing = missing
+        self.host_dir = host_dir
         self.message = message
 
 
@@ -113,6 +127,8 @@ class ReleaseResult:
     timings: ReleaseTimings
     logs: tuple[str, ...]
     message: str
+    host_dir: str = ""
+    """The host directory the release used (the one the host chose, when the operator named none)."""
 
     @property
     def ok(self) -> bool:
@@ -227,6 +243,7 @@ def parse_release(stdout: str) -> ReleaseResult:
         ),
         logs=_lines(data),
         message=_str(data, "message"),
+        host_dir=_str(data, "host_dir"),
     )
 
 
@@ -266,7 +283,7 @@ def parse_cleanup(stdout: str) -> CleanupResult:
 
 
 def last_json_line(stdout: str, script: str) -> dict[str, Any]:
-    """The last line of `stdout` that is a JSON object."""
+    """The last line of `stdout` that is a JSON object; HostNotReady when it is the host check's."""
     for line in reversed(stdout.strip().splitlines()):
         line = line.strip()
         if not line.startswith("{"):
@@ -276,6 +293,9 @@ def last_json_line(stdout: str, script: str) -> dict[str, Any]:
         except ValueError:
             continue
         if isinstance(data, dict):
+            if data.get("result") == HOST_NOT_READY:
+                raise HostNotReady(_lines(data, "missing"), _str(data, "host_dir"),
+                                   _str(data, "message") or f"the host is not ready for the {script} script")
             return data
     tail = stdout.strip()[-300:] or "(nothing)"
     raise ScriptOutputError(
@@ -353,6 +373,6 @@ def _float(data: dict[str, Any], key: str) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _lines(data: dict[str, Any]) -> tuple[str, ...]:
-    logs = data.get("logs")
+def _lines(data: dict[str, Any], key: str = "logs") -> tuple[str, ...]:
+    logs = data.get(key)
     return tuple(line for line in logs if isinstance(line, str)) if isinstance(logs, list) else ()

@@ -81,7 +81,7 @@ async def _clean(rt: Runtime, body: dict[str, Any], spec: DeploymentSpec) -> str
             try:
                 # The script waits up to LOCK_TIMEOUT_S for the host lock (a release job left running by a
                 # restarted operator); the transport must not give up before the script does.
-                removed = await health.cleanup(transport, uid=meta["uid"], host_dir=rt.settings.host_dir,
+                removed = await health.cleanup(transport, uid=meta["uid"], host_dir=rt.settings.host_dir_of(spec.target),
                                                timeout=LOCK_TIMEOUT_S + timeout)
             finally:
                 await transport.close()

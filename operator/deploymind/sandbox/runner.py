@@ -52,6 +52,8 @@ class SandboxOptions:
     """Overrides AWS_REGION / AWS_DEFAULT_REGION for instances without `target.region`."""
     target_policy: TargetPolicy | None = None
     """Overrides DEPLOYMIND_TARGET_POLICY (docs/tenancy.md)."""
+    ssm_settings: dict[str, Any] = field(default_factory=dict)
+    """Settings of the ssm transport, as `deploymind run` takes them (build_bucket, parameter_prefix, kms_key_id, …)."""
 
 
 def seed_app_repos(apps: Path, repos: Path) -> list[Path]:
@@ -125,8 +127,11 @@ async def run_sandbox(options: SandboxOptions) -> int:
         targets: dict[str, Any] = {"aws_region": options.aws_region} if options.aws_region else {}
         if options.target_policy is not None:
             targets["target_policy"] = options.target_policy
-        settings = Settings(state_dir=state / "operator", host_dir=str(state / "host"), allow_local_transport=True,
-                            allow_file_repos=True, local_docker_host=docker_host, **targets)
+        # Local targets keep their files in the state dir; ssm and ssh hosts (AWS_ENDPOINT_URL's instances too)
+        # choose their own directory, as under `deploymind run`.
+        settings = Settings(state_dir=state / "operator", local_host_dir=str(state / "host"),
+                            allow_local_transport=True, allow_file_repos=True, local_docker_host=docker_host,
+                            **targets, **options.ssm_settings)
         ready = asyncio.Event()
         reaper.apps_may_run()
         operator = asyncio.create_task(run_operator(

@@ -13,9 +13,9 @@ from deploymind.api import reasons
 from deploymind.api.conditions import F, T
 from deploymind.api.status import ConditionType
 from deploymind.commands.build import BuildParams, build_script
-from deploymind.commands.results import BuildOutcome, ScriptOutputError, parse_build
+from deploymind.commands.results import BuildOutcome, HostNotReady, ScriptOutputError, parse_build
 from deploymind.steps.context import Desired, StepContext
-from deploymind.steps.errors import Stalled, Waiting
+from deploymind.steps.errors import Stalled, Waiting, host_not_ready
 from deploymind.transport.base import Payload, TransportRefused
 
 BUILD_TIMEOUT_S = 1800.0
@@ -25,7 +25,7 @@ async def build(ctx: StepContext, target: Desired) -> None:
     assert target.tarball is not None and target.digest is not None
     spec_build = ctx.spec.build
     params = BuildParams(uid=ctx.uid, revision=target.revision, image=target.image, tree_digest=target.digest,
-                         host_dir=ctx.settings.host_dir, dockerfile=spec_build.dockerfile if spec_build else "Dockerfile",
+                         host_dir=ctx.host_dir, dockerfile=spec_build.dockerfile if spec_build else "Dockerfile",
                          context=spec_build.context if spec_build else ".", min_free_disk_mb=ctx.settings.min_free_disk_mb)
     tarball = await asyncio.to_thread(target.tarball.read_bytes)
     # Built=True of the previous revision would make the phase say Deploying while this one builds.
@@ -41,6 +41,9 @@ async def build(ctx: StepContext, target: Desired) -> None:
         raise Stalled(e.reason, e.message) from None
     try:
         result = parse_build(run.text())
+    except HostNotReady as e:
+        ctx.conditions.set(ConditionType.BUILT, F, reasons.HOST_NOT_READY, e.message)
+        raise host_not_ready(e) from None
     except ScriptOutputError as e:
         ctx.conditions.set(ConditionType.BUILT, F, reasons.BUILD_FAILED, e.message)
         raise Waiting(reasons.BUILD_FAILED, f"{e.message}; stderr: {run.stderr.decode(errors='replace')[-500:]}") from None

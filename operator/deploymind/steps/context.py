@@ -72,6 +72,11 @@ class StepContext:
         return self.uid[:8]
 
     @property
+    def host_dir(self) -> str | None:
+        """Where this Deployment keeps its files on the host; None: the host decides (commands.hostpaths)."""
+        return self.settings.host_dir_of(self.spec.target)
+
+    @property
     def stable_container(self) -> str:
         return f"dm-{self.uid8}"
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from deploymind.api import reasons
+from deploymind.commands.results import HostNotReady
+
 
 class StepError(Exception):
     """A step did not finish. `reason` is a CamelCase constant from deploymind.api.reasons."""
@@ -27,3 +30,12 @@ class Waiting(StepError):
 
 class Superseded(Exception):
     """A newer spec arrived while a rollout ran; it stopped at a safe point and the newest spec rolls out next."""
+
+
+def host_not_ready(e: HostNotReady) -> Waiting:
+    """A host missing a tool (or a writable host directory) for a rollout step. Waiting, not Stalled, although a
+    person must act: what they change is the host, which nothing the operator watches reports, so a Stalled object
+    would never notice the fix without a retry annotation. Retried with the actor's backoff (up to
+    backoff_max_seconds); the message names what to install and the host directory."""
+    where = f" (host directory {e.host_dir})" if e.host_dir else ""
+    return Waiting(reasons.HOST_NOT_READY, f"{e.message}{where}")

@@ -15,6 +15,7 @@ from deploymind.commands.health import HealthParams, health_script, restart_scri
 from deploymind.commands.results import (
     CleanupOutcome,
     HealthResult,
+    HostNotReady,
     RestartOutcome,
     ScriptOutputError,
     parse_cleanup,
@@ -69,12 +70,13 @@ async def probe(ctx: StepContext) -> Observation:
     check = ctx.spec.health_check
     port = running.run.port if running.run is not None else ctx.spec.container.port
     params = HealthParams(uid8=ctx.uid8, image=running.image, port=port,
-                          health_path=check.path, probe_timeout_s=check.timeout_seconds, host_dir=ctx.settings.host_dir)
+                          health_path=check.path, probe_timeout_s=check.timeout_seconds, host_dir=ctx.host_dir,
+                          background_stats=True)
     run = await ctx.transport.run(health_script(params), timeout=check.timeout_seconds + PROBE_SLACK_S)
     try:
         result = parse_health(run.text())
-    except ScriptOutputError as e:
-        # Not a failed probe: we do not know how the app is doing.
+    except (ScriptOutputError, HostNotReady) as e:
+        # Not a failed probe: we do not know how the app is doing (a host not ready waits like an unreachable one).
         raise TransportError(e.reason, e.message) from None
     container_ok = (result.container.exists and result.container.running and result.right_image
                     and _right_revision(result, running.id))
@@ -94,18 +96,18 @@ async def restart(ctx: StepContext) -> None:
     run = await ctx.transport.run(restart_script(ctx.uid8, grace), timeout=120.0 + grace)
     try:
         result = parse_restart(run.text())
-    except ScriptOutputError as e:
+    except (ScriptOutputError, HostNotReady) as e:
         raise TransportError(e.reason, e.message) from None
     if result.result != RestartOutcome.RESTARTED:
         raise Waiting(reasons.RESTARTED, result.message)
 
 
-async def cleanup(transport: Transport, *, uid: str, host_dir: str, timeout: float) -> str:  # noqa: ASYNC109
+async def cleanup(transport: Transport, *, uid: str, host_dir: str | None, timeout: float) -> str:  # noqa: ASYNC109
     """Remove the object's containers, images and files from the host; return what was removed."""
     run = await transport.run(cleanup_script(CleanupParams(uid=uid, host_dir=host_dir)), timeout=timeout)
     try:
         result = parse_cleanup(run.text())
-    except ScriptOutputError as e:
+    except (ScriptOutputError, HostNotReady) as e:
         raise TransportError(e.reason, e.message) from None
     if result.result != CleanupOutcome.CLEANED:
         raise TransportError(reasons.CLEANUP_FAILED, result.message)

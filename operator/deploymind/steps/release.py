@@ -15,9 +15,9 @@ from deploymind.api.conditions import F, T
 from deploymind.api.spec import DeploymentSpec
 from deploymind.api.status import ConditionType, RunRecord
 from deploymind.commands.release import ReleaseParams, env_payload, release_script
-from deploymind.commands.results import ReleaseOutcome, ScriptOutputError, parse_release
+from deploymind.commands.results import HostNotReady, ReleaseOutcome, ScriptOutputError, parse_release
 from deploymind.steps.context import Desired, StepContext
-from deploymind.steps.errors import Waiting
+from deploymind.steps.errors import Waiting, host_not_ready
 from deploymind.transport.base import Payload
 
 # Room beyond the startup timeout for pulling, starting, switching and the host lock.
@@ -71,7 +71,7 @@ async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", n
     images, revisions = keep(ctx, target)
     params = ReleaseParams(
         uid=ctx.uid, namespace=ctx.namespace, name=ctx.name, revision=target.revision, image=target.image,
-        port=run_as.port, host_dir=ctx.settings.host_dir, attempt=attempt_id(ctx, target, purpose, nonce),
+        port=run_as.port, host_dir=ctx.host_dir, attempt=attempt_id(ctx, target, purpose, nonce),
         health_path=spec.health_check.path, probe_timeout_s=spec.health_check.timeout_seconds,
         startup_timeout_s=spec.health_check.startup_timeout_seconds,
         memory=run_as.memory, cpus=f"{run_as.cpus:g}" if run_as.cpus else None,
@@ -91,6 +91,9 @@ async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", n
                                   + run_as.stop_grace_period_seconds + RELEASE_SLACK_S)
     try:
         result = parse_release(run.text())
+    except HostNotReady as e:
+        ctx.conditions.set(ConditionType.RELEASED, F, reasons.HOST_NOT_READY, e.message)
+        raise host_not_ready(e) from None
     except ScriptOutputError as e:
         raise Waiting(reasons.RELEASE_FAILED, f"{e.message}; stderr: {run.stderr.decode(errors='replace')[-500:]}") from None
     if ctx.reporter:

@@ -2,6 +2,7 @@
 # Skips everything (and discards stdin) when the host already has the image. Prints one JSON line.
 set -u
 umask 077
+preflight --dir "${needs[@]}"
 start_ms=$(now_ms)
 
 finish() {  # result message [logs as a JSON array]

@@ -3,6 +3,7 @@
 # Containers are removed at once, without their stop grace: a delete must finish within the operator's
 # cleanup timeout whatever grace the app asked for, and the app is going away for good.
 set -u
+preflight "${needs[@]}"
 if [ -d "$host_dir" ]; then
   exec 9>> "$lock_file" && flock -w "$lock_timeout" 9 || {
     printf '{"result":"Failed","containers":0,"images":0,"message":%s}\n' \

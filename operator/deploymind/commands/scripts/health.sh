@@ -1,5 +1,6 @@
 # Health tick: probe the app, inspect its stable container, sample its CPU and memory. Prints one JSON line.
 set -u
+preflight "${needs[@]}"
 out=$(curl -s -o /dev/null --max-time "$probe_timeout" -w '%{http_code} %{time_total} %{exitcode} %{errormsg}' \
   "http://127.0.0.1:$port$health_path" 2>/dev/null)
 read -r code total exitcode error <<< "$out"

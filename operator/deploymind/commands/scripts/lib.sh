@@ -53,3 +53,39 @@ free_mb() {
 nap() {
   sleep "$1" 2>/dev/null || sleep 1
 }
+
+# The script's first step (commands/preflight.py): every command it needs ($@) is installed and, with --dir
+# first, the host directory exists (made if need be) and the login user can write it. Otherwise print one
+# HostNotReady line naming what is missing and which host directory the script would use, and stop: nothing has
+# started.
+preflight() {
+  local dir="" tool missing=() named=""
+  if [ "${1:-}" = --dir ]; then dir=1; shift; fi
+  for tool in "$@"; do
+    command -v -- "$tool" > /dev/null 2>&1 && continue
+    missing+=("$tool")
+    case $tool in
+      sha256sum) named+=", sha256sum (package coreutils)" ;;
+      flock) named+=", flock (package util-linux)" ;;
+      docker) named+=", docker (Docker Engine, usable by the login user)" ;;
+      *) named+=", $tool" ;;
+    esac
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    not_ready "the host lacks ${named#, }: install it for the login user $(id -un 2>/dev/null); nothing was started, and DeployMind retries with backoff" \
+      "${missing[@]}"
+  fi
+  if [ -n "$dir" ] && ! { mkdir -p -- "$host_dir" 2> /dev/null && [ -w "$host_dir" ]; }; then
+    not_ready "the login user $(id -un 2>/dev/null) cannot create or write the host directory $host_dir: create it for that user, or set the operator's --host-dir or the target's hostDir to a directory it can write; nothing was started"
+  fi
+}
+
+not_ready() {  # message [missing command…]
+  local message=$1 names=""
+  shift
+  [ $# -eq 0 ] || names=$(printf '%s\n' "$@")
+  cat > /dev/null 2>&1  # the payload, unread: a transport still writing it must not meet a closed pipe
+  printf '{"result":"HostNotReady","missing":%s,"host_dir":%s,"message":%s}\n' \
+    "$(json_lines "$names")" "$(json_str "${host_dir:-}")" "$(json_str "$message")"
+  exit 0
+}

@@ -3,6 +3,7 @@
 # attempt waits for (or reads) the same job's result instead of starting another.
 set -u
 umask 077
+preflight --dir "${needs[@]}"
 mkdir -p -- "$rel_dir" || { printf '{"result":"Failed","revision":%s,"message":%s}\n' "$(json_str "$revision")" \
   "$(json_str "cannot create $rel_dir: give the login user a writable host directory")"; exit 0; }
 

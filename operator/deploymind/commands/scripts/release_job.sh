@@ -18,11 +18,11 @@ finish() {  # result message [logs as a JSON array]
   local result=$1 message=$2 logs=${3:-[]} cid="" iid=""
   if state=$(dm_state "$stable" 2>/dev/null); then read -r cid _ <<< "$state"; fi
   iid=$(dm_image_id 2>/dev/null) || iid=""
-  printf '{"result":%s,"revision":%s,"attempt":%s,"image":%s,"image_id":%s,"container_id":%s,"port":%s,"candidate_port":%s,"timings":{"candidate_start_s":%s,"healthy_after_s":%s,"switch_s":%s,"total_s":%s},"logs":%s,"message":%s}\n' \
+  printf '{"result":%s,"revision":%s,"attempt":%s,"image":%s,"image_id":%s,"container_id":%s,"port":%s,"candidate_port":%s,"timings":{"candidate_start_s":%s,"healthy_after_s":%s,"switch_s":%s,"total_s":%s},"host_dir":%s,"logs":%s,"message":%s}\n' \
     "$(json_str "$result")" "$(json_str "$revision")" "$(json_str "$attempt")" "$(json_str "$image")" \
     "$(json_str "$iid")" "$(json_str "$cid")" "$port" "${cport:-null}" \
     "$(ms_json "$candidate_ms")" "$(ms_json "$healthy_ms")" "$(ms_json "$switch_ms")" \
-    "$(ms_json $(( $(now_ms) - start_ms )))" "$logs" "$(json_str "$message")" > "$result_file.tmp"
+    "$(ms_json $(( $(now_ms) - start_ms )))" "$(json_str "$host_dir")" "$logs" "$(json_str "$message")" > "$result_file.tmp"
   mv -f -- "$result_file.tmp" "$result_file"
   exit 0
 }

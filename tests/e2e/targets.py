@@ -1,0 +1,108 @@
+"""One end-to-end scenario over several transports: `@over(...)` parametrizes a test's `transport`, and the `target`
+and `operator_env` fixtures give it what that transport needs.
+
+- ssh: the test world's sshd, its key and pinned host key in Secrets (as a user would keep them).
+- ssm: an instance on the test world's moto server, tagged for the test's namespace, whose SSM commands run over
+  SSH on that same sshd (so on the same Docker engine); the operator gets the moto endpoint, dummy credentials and
+  a build bucket created on moto for the test.
+- local (a test that is not parametrized): the operator's own Docker engine, nothing to set up.
+
+A module opts in by importing the fixtures (by their function names; pytest sees them by their fixture names):
+`from targets import Target, over, operator_env_fixture, target_fixture, transport_env_fixture, transport_fixture`;
+a module with its own `operator_env` builds it on `transport_env` instead of importing `operator_env_fixture`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from dm import Cluster
+
+from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer
+from world.sshd import Sshd
+
+NAMESPACES_TAG = "deploymind.io/namespaces"
+# The CRD's minimum through SSM (api/spec.py SSM_MIN_PERIOD_SECONDS): each probe is a paid API call.
+SSM_PERIOD_S = 30
+
+
+def over(*transports: str) -> pytest.MarkDecorator:
+    """Run the test once per transport (its `transport` fixture)."""
+    return pytest.mark.parametrize("transport", transports, indirect=True)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A transport's spec.target and what a scenario must adapt to it."""
+
+    transport: str
+    spec: dict[str, Any]
+    period_s: int
+    """The shortest health-probe period the transport allows a test (1 s; 30 s through SSM)."""
+    instance_id: str | None = None
+
+    @property
+    def ssm(self) -> bool:
+        return self.transport == "ssm"
+
+
+def aws_client(service: str, server: MotoServer) -> Any:
+    """A boto3 client of the test itself, aimed at the moto server."""
+    return boto3.client(service, endpoint_url=server.url, region_name=DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"],
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def ssh_target(cluster: Cluster, sshd: Sshd) -> dict[str, Any]:
+    """Key and pinned host key into Secrets (as a user would), and the spec.target that uses them."""
+    cluster.run("create", "secret", "generic", "host-key", f"--from-file=key={sshd.key_path}")
+    cluster.run("create", "secret", "generic", "host-known", f"--from-file=known_hosts={sshd.known_hosts_path}")
+    return {"transport": "ssh", "ssh": {
+        "host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
+        "keySecretRef": {"name": "host-key", "key": "key"},
+        "knownHostsSecretRef": {"name": "host-known", "key": "known_hosts"}}}
+
+
+def ssm_instance(server: MotoServer, namespace: str) -> str:
+    """A running instance, Online in SSM, whose tag lets `namespace` deploy to it."""
+    reservation = aws_client("ec2", server).run_instances(
+        ImageId="ami-12c6146b", MinCount=1, MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": NAMESPACES_TAG, "Value": namespace}]}])
+    instance_id: str = reservation["Instances"][0]["InstanceId"]
+    return instance_id
+
+
+@pytest.fixture(name="transport")
+def transport_fixture(request: pytest.FixtureRequest) -> str:
+    """The transport under test: a parameter from `over(...)`, else local."""
+    return str(getattr(request, "param", "local"))
+
+
+@pytest.fixture(name="transport_env")
+def transport_env_fixture(transport: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """What the operator process needs for the transport: for ssm, the moto endpoint and a fresh build bucket."""
+    if transport != "ssm":
+        return {}
+    server: MotoServer = request.getfixturevalue("moto_server")
+    bucket = f"dm-builds-{uuid.uuid4().hex[:12]}"
+    aws_client("s3", server).create_bucket(Bucket=bucket)
+    return {**server.env, "DEPLOYMIND_BUILD_BUCKET": bucket}
+
+
+@pytest.fixture(name="operator_env")
+def operator_env_fixture(transport_env: dict[str, str]) -> dict[str, str]:
+    return transport_env
+
+
+@pytest.fixture(name="target")
+def target_fixture(transport: str, cluster: Cluster, namespace: str, request: pytest.FixtureRequest) -> Target:
+    if transport == "ssh":
+        return Target("ssh", ssh_target(cluster, request.getfixturevalue("sshd")), period_s=1)
+    if transport == "ssm":
+        instance_id = ssm_instance(request.getfixturevalue("moto_server"), namespace)
+        return Target("ssm", {"transport": "ssm", "instanceId": instance_id}, period_s=SSM_PERIOD_S,
+                      instance_id=instance_id)
+    return Target("local", {"transport": "local"}, period_s=1)
