@@ -75,8 +75,14 @@ class Settings:
     kms_key_id: str | None = None
     """KMS key (id, ARN or alias) for those SecureString parameters; None: the account's `aws/ssm` key."""
     ssm_poll_initial_seconds: float = 0.5
-    """First wait before asking SSM whether a command finished; doubled after each answer up to the maximum."""
+    """First wait before asking SSM whether a command finished; then every second for ten seconds, then doubling up
+    to the maximum (transport/ssm.py poll_waits)."""
     ssm_poll_max_seconds: float = 3.0
+    """Longest wait between two such questions."""
+    ssm_presign_expiry_seconds: int = field(
+        default_factory=lambda: int(os.environ.get("DEPLOYMIND_SSM_PRESIGN_EXPIRY_SECONDS", "300")))
+    """How long the presigned URL of an ssm build's source tarball opens that one object (the URL is in SSM's
+    command history); the host fetches it as its command starts, seconds after sending, unless its agent is slow."""
 
     def host_dir_of(self, target: Target) -> str | None:
         """Where a Deployment with this target keeps its files on the host; None: the host decides."""

@@ -32,7 +32,7 @@ from deploymind.steps.context import Desired, StepContext
 from deploymind.steps.errors import Stalled
 from deploymind.transport.base import Payload, TransportError, TransportRefused
 from deploymind.transport.local import LocalTransport
-from deploymind.transport.ssm import STDOUT_KEEP, Fetch, SSMTransport, host_wrapper
+from deploymind.transport.ssm import STDOUT_KEEP, Fetch, SSMTransport, host_wrapper, poll_waits
 from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer
 from world.procs import alive, wait_until
 
@@ -324,3 +324,12 @@ def test_the_wrapper_is_posix_sh_that_passes_shellcheck() -> None:
     checked = subprocess.run(["shellcheck", "--shell=sh", "--severity=info", "-"], input=wrapper, capture_output=True,
                              text=True, timeout=60, check=False)
     assert checked.returncode == 0, checked.stdout
+
+
+def test_polls_come_every_second_for_the_first_ten_seconds_then_back_off_to_the_cap() -> None:
+    waits = poll_waits(0.5, 3.0)
+    first = [next(waits) for _ in range(14)]
+    assert first[:11] == [0.5] + [1.0] * 10 and first[11:] == [2.0, 3.0, 3.0]
+    # A short first wait stays short; a long one is kept, and nothing waits longer than the cap.
+    assert [next(w) for w in [poll_waits(0.25, 3.0)] for _ in range(2)] == [0.25, 1.0]
+    assert [next(w) for w in [poll_waits(2.0, 3.0)] for _ in range(7)] == [2.0] * 5 + [3.0, 3.0]

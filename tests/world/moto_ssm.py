@@ -78,6 +78,10 @@ class MotoServer:
         """Make the next `count` SSM calls (only `operations`, when given) answer ThrottlingException."""
         self._request("/moto-api/deploymind/throttle", {"count": count, "operations": list(operations)})
 
+    def delay_delivery(self, seconds: float) -> None:
+        """Keep every command sent from now on Pending for `seconds` before its script starts (a slow SSM agent)."""
+        self._request("/moto-api/deploymind/delivery-delay", {"seconds": seconds})
+
     def calls(self, caller: str = "operator") -> dict[str, int]:
         """AWS requests so far by `service:Operation` (retries included): `operator` (botocore clients with
         "deploymind" in their user agent) or `host` (everything else: the test host's AWS CLI and curl, tests)."""
@@ -89,9 +93,10 @@ class MotoServer:
         self._request("/moto-api/deploymind/calls", {})
 
     def reset(self) -> None:
-        """Forget every AWS resource (moto's own reset) and any pending throttling."""
+        """Forget every AWS resource (moto's own reset), any pending throttling and any delivery delay."""
         self._request("/moto-api/reset", {})
         self.throttle(0)
+        self.delay_delivery(0)
 
     def _request(self, path: str, body: dict[str, object] | None) -> Any:
         """POST `body` as JSON (None: a GET) to a test-only endpoint; return its JSON answer."""

@@ -20,6 +20,13 @@
 - Throttling on demand: `POST /moto-api/deploymind/throttle` with `{"count": N, "operations": ["GetCommandInvocation"]}`
   (operations optional: any SSM call) makes the next N matching SSM calls answer ThrottlingException;
   $DM_THROTTLE_SSM_CALLS sets N at start. `GET` on the same path returns what is left.
+- A slow SSM agent on demand: `POST /moto-api/deploymind/delivery-delay` with `{"seconds": S}` keeps every command
+  sent from then on Pending for S seconds before its script starts (0: at once).
+- An instance that leaves SSM mid-command (stopped, or its `SSMPingStatus` tag no longer Online): its script's
+  outcome is not reported while the instance is not Online; the invocation stays InProgress until it is again, or
+  is cancelled, or reaches its executionTimeout (TimedOut), as with an agent that lost its connection.
+- S3 presigned URLs expire: a GET after X-Amz-Date + X-Amz-Expires answers 403 AccessDenied "Request has expired",
+  as S3 does (moto does not check).
 
 Usage: DM_SSH_PORT=… DM_SSH_KEY=… DM_SSH_KNOWN_HOSTS=… DM_SSH_USER=… python moto_ssm_server.py -H 127.0.0.1 -p 5000
 """
@@ -66,6 +73,9 @@ STDERR_LIMIT = 8_000
 DEFAULT_EXECUTION_TIMEOUT_S = 3600
 THROTTLE_PATH = "/moto-api/deploymind/throttle"
 CALLS_PATH = "/moto-api/deploymind/calls"
+DELAY_PATH = "/moto-api/deploymind/delivery-delay"
+# How often a held outcome looks whether its instance is Online again.
+HOLD_POLL_S = 0.2
 PUBLIC_IP = os.environ.get("DM_PUBLIC_IP", "127.0.0.1")
 PRIVATE_IP = os.environ.get("DM_PRIVATE_IP", "127.0.0.2")
 # What the instance role gives a script on a real instance: credentials, a region; and, in this world, the endpoint.
@@ -119,6 +129,7 @@ def _now() -> datetime.datetime:
 _lock = threading.Lock()
 _original_command_init = ssm_models.Command.__init__
 _runs: list[Run] = []
+_delivery_delay_s = 0.0
 
 
 def _command_init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -130,10 +141,13 @@ def _command_init(self: Any, *args: Any, **kwargs: Any) -> None:
     self.status, self.status_details = "InProgress", "InProgress"
     self.completed_count = 0
     self.dm_runs = {}
+    with _lock:
+        delay = _delivery_delay_s
+    first = "Pending" if delay > 0 else "InProgress"
     for index, invocation in enumerate(self.invocations):
         self.invocations[index] = {
             **invocation,
-            "Status": "InProgress", "StatusDetails": "InProgress", "ResponseCode": -1,
+            "Status": first, "StatusDetails": first, "ResponseCode": -1,
             "ExecutionStartDateTime": _now().isoformat(), "ExecutionEndDateTime": "", "ExecutionElapsedTime": "",
             "StandardOutputContent": "", "StandardErrorContent": "",
         }
@@ -141,7 +155,7 @@ def _command_init(self: Any, *args: Any, **kwargs: Any) -> None:
         self.dm_runs[invocation["InstanceId"]] = run
         with _lock:
             _runs.append(run)
-        threading.Thread(target=_execute, args=(self, index, run, script, timeout), daemon=True).start()
+        threading.Thread(target=_execute, args=(self, index, run, script, timeout, delay), daemon=True).start()
 
 
 class Run:
@@ -169,16 +183,27 @@ class Run:
             self.process.kill()
 
 
-def _execute(command: Any, index: int, run: Run, script: str, timeout: int) -> None:
+def _execute(command: Any, index: int, run: Run, script: str, timeout: int, delay: float) -> None:
+    time.sleep(delay)
+    with _lock:
+        if command.invocations[index]["Status"] == "Pending":
+            command.invocations[index] = {**command.invocations[index], "Status": "InProgress",
+                                          "StatusDetails": "InProgress"}
     started = time.monotonic()
     try:
-        out, err = run.process.communicate(script, timeout=timeout)
+        out, err = run.process.communicate("" if run.cancelled else script, timeout=timeout)
         code = run.process.returncode
         status = "Success" if code == 0 else "Failed"
     except subprocess.TimeoutExpired:
         run.kill()
         out, err = run.process.communicate()
         code, status, err = -1, "TimedOut", err + "command timed out"
+    instance_id = command.invocations[index]["InstanceId"]
+    while (status != "TimedOut" and not run.cancelled and time.monotonic() < started + timeout
+           and not _online(command.account_id, command.backend_region, instance_id)):
+        time.sleep(HOLD_POLL_S)
+    if status != "TimedOut" and not run.cancelled and time.monotonic() >= started + timeout:
+        code, status, out, err = -1, "TimedOut", "", "command timed out"
     if run.cancelled:
         code, status = -1, "Cancelled"
     details = "ExecutionTimedOut" if status == "TimedOut" else status
@@ -204,7 +229,8 @@ def cancel_command(self: Any) -> ActionResult:
     with _lock:
         for index, invocation in enumerate(command.invocations):
             run = getattr(command, "dm_runs", {}).get(invocation["InstanceId"])
-            if invocation["InstanceId"] in wanted and run is not None and invocation["Status"] == "InProgress":
+            if (invocation["InstanceId"] in wanted and run is not None
+                    and invocation["Status"] in ("Pending", "InProgress")):
                 run.cancelled = True
                 command.invocations[index] = {**invocation, "Status": "Cancelling", "StatusDetails": "Cancelling"}
                 threading.Thread(target=run.kill, daemon=True).start()
@@ -252,6 +278,10 @@ def _ping_status(instance: Any) -> str | None:
     if override is not None:
         return None if override == "None" else str(override)
     return "Online" if instance.state == "running" else "ConnectionLost"
+
+
+def _online(account_id: str, region: str, instance_id: str) -> bool:
+    return any(i.id == instance_id and _ping_status(i) == "Online" for i in _instances(account_id, region))
 
 
 def _instance_information(instance: Any, ping: str) -> dict[str, Any]:
@@ -374,6 +404,51 @@ class Throttle:
         return [body]
 
 
+# --- a slow SSM agent, and presigned URLs that expire --------------------------------------------------
+
+class DeliveryDelay:
+    """WSGI middleware: `POST DELAY_PATH {"seconds": S}` holds every command sent from then on Pending S s."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        global _delivery_delay_s
+        if environ.get("PATH_INFO") != DELAY_PATH:
+            return self.app(environ, start_response)
+        if environ.get("REQUEST_METHOD") == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            seconds = float(json.loads(environ["wsgi.input"].read(length) or b"{}").get("seconds", 0))
+            with _lock:
+                _delivery_delay_s = seconds
+        with _lock:
+            body = json.dumps({"seconds": _delivery_delay_s}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+class PresignedExpiry:
+    """WSGI middleware: a presigned request after X-Amz-Date + X-Amz-Expires is refused, as S3 refuses it."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        query = urllib.parse.parse_qs(str(environ.get("QUERY_STRING", "")))
+        if "X-Amz-Expires" in query and "X-Amz-Date" in query:
+            signed = datetime.datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+            expires = signed + datetime.timedelta(seconds=int(query["X-Amz-Expires"][0]))
+            if _now() > expires:
+                body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>"
+                        f"<Message>Request has expired</Message><X-Amz-Expires>{query['X-Amz-Expires'][0]}"
+                        f"</X-Amz-Expires><Expires>{expires:%Y-%m-%dT%H:%M:%SZ}</Expires>"
+                        f"<ServerTime>{_now():%Y-%m-%dT%H:%M:%SZ}</ServerTime></Error>").encode()
+                start_response("403 Forbidden", [("Content-Type", "application/xml"),
+                                                  ("Content-Length", str(len(body)))])
+                return [body]
+        return self.app(environ, start_response)
+
+
 # --- counted calls ---------------------------------------------------------------------------------------
 
 _S3_OPERATIONS = {"PUT": "PutObject", "GET": "GetObject", "DELETE": "DeleteObject", "HEAD": "HeadObject"}
@@ -444,7 +519,7 @@ def main(argv: list[str]) -> None:
     throttled = Throttle(DomainDispatcherApplication(create_backend_app),
                          int(os.environ.get("DM_THROTTLE_SSM_CALLS", "0")))
     signal.signal(signal.SIGTERM, _end_runs)
-    run_simple(args.host, args.port, CallCounter(throttled), threaded=True)
+    run_simple(args.host, args.port, CallCounter(DeliveryDelay(PresignedExpiry(throttled))), threaded=True)
 
 
 if __name__ == "__main__":

@@ -37,12 +37,14 @@ def access_denied(e: ClientError) -> bool:
     return code in ACCESS_DENIED_CODES or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403
 
 
-def from_boto(e: Exception, operation: str, reason: str) -> AwsError:
-    """`e` from botocore as an AwsError with `reason`; the message names the operation and what AWS said."""
+def from_boto(e: Exception, operation: str, reason: str, resource: str = "") -> AwsError:
+    """`e` from botocore as an AwsError with `reason`; the message names the operation (on `resource`, when given:
+    what a policy statement must allow) and what AWS said."""
     if isinstance(e, ClientError):
         error = e.response.get("Error", {})
         code, text = str(error.get("Code", "")), str(error.get("Message", ""))
-        hint = f"; the operator's role needs permission for {operation}" if access_denied(e) else ""
+        on = f" on {resource}" if resource else ""
+        hint = f"; the operator's role needs permission for {operation}{on}" if access_denied(e) else ""
         return AwsError(reason, f"{operation} failed: {code}: {text}{hint}", code=code, aws_message=text,
                         operation=operation)
     if isinstance(e, NoCredentialsError):

@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deploymind.api import reasons
 from deploymind.aws import session
-from deploymind.aws.errors import ACCESS_DENIED_CODES, AwsError, from_boto
+from deploymind.aws.errors import AwsError, access_denied, from_boto
 
 T = TypeVar("T")
 
@@ -36,7 +36,7 @@ async def put_secure_string(name: str, value: str, *, kms_key_id: str | None, re
                        "move large values out of the env (a file the app fetches, say) and keep the env small",
                        code="ValueTooLarge", operation="ssm:PutParameter")
     ssm = session.client("ssm", region)
-    await _call(ssm.put_parameter, "ssm:PutParameter", Name=name, Value=value, Type="SecureString",
+    await _call(ssm.put_parameter, "ssm:PutParameter", name, Name=name, Value=value, Type="SecureString",
                 Overwrite=True, Tier=tier(value), **({"KeyId": kms_key_id} if kms_key_id else {}))
 
 
@@ -44,16 +44,16 @@ async def delete_parameter(name: str, region: str | None) -> None:
     """Remove `name`; one that is already gone is no error."""
     ssm = session.client("ssm", region)
     try:
-        await _call(ssm.delete_parameter, "ssm:DeleteParameter", Name=name)
+        await _call(ssm.delete_parameter, "ssm:DeleteParameter", name, Name=name)
     except AwsError as e:
         if e.code != "ParameterNotFound":
             raise
 
 
-async def _call(fn: Callable[..., T], operation: str, /, **kwargs: Any) -> T:
+async def _call(fn: Callable[..., T], operation: str, name: str, /, **kwargs: Any) -> T:
     try:
         return await session.call(fn, **kwargs)
     except (ClientError, BotoCoreError) as e:
-        code = str(e.response.get("Error", {}).get("Code", "")) if isinstance(e, ClientError) else ""
-        raise from_boto(e, operation, reasons.AWS_ACCESS_DENIED if code in ACCESS_DENIED_CODES
-                        else reasons.AWS_UNAVAILABLE) from None
+        denied = isinstance(e, ClientError) and access_denied(e)
+        raise from_boto(e, operation, reasons.AWS_ACCESS_DENIED if denied else reasons.AWS_UNAVAILABLE,
+                        f"parameter {name}") from None

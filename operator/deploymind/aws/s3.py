@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deploymind.api import reasons
 from deploymind.aws import session
-from deploymind.aws.errors import ACCESS_DENIED_CODES, AwsError, from_boto
+from deploymind.aws.errors import AwsError, access_denied, from_boto
 
 T = TypeVar("T")
 
@@ -22,13 +22,13 @@ MISSING_BUCKET_CODES = frozenset({"NoSuchBucket"})
 async def put_object(bucket: str, key: str, data: bytes, region: str | None) -> None:
     """Store `data` at `key`. Raises AwsError: BuildBucketMissing (no such bucket), AccessDenied, AwsUnavailable."""
     s3 = session.client("s3", region)
-    await _call(s3.put_object, "s3:PutObject", bucket, Bucket=bucket, Key=key, Body=data)
+    await _call(s3.put_object, "s3:PutObject", bucket, key, Bucket=bucket, Key=key, Body=data)
 
 
 async def presigned_get_url(bucket: str, key: str, expires_s: int, region: str | None) -> str:
     """A URL that GETs `key` for `expires_s` seconds. No request is made (signing may refresh credentials)."""
     s3 = session.client("s3", region)
-    url = await _call(s3.generate_presigned_url, "s3:GetObject", bucket, ClientMethod="get_object",
+    url = await _call(s3.generate_presigned_url, "s3:GetObject", bucket, key, ClientMethod="get_object",
                       Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s)
     return str(url)
 
@@ -36,10 +36,10 @@ async def presigned_get_url(bucket: str, key: str, expires_s: int, region: str |
 async def delete_object(bucket: str, key: str, region: str | None) -> None:
     """Remove `key`; a key that is already gone is no error (S3 answers the same)."""
     s3 = session.client("s3", region)
-    await _call(s3.delete_object, "s3:DeleteObject", bucket, Bucket=bucket, Key=key)
+    await _call(s3.delete_object, "s3:DeleteObject", bucket, key, Bucket=bucket, Key=key)
 
 
-async def _call(fn: Callable[..., T], operation: str, bucket: str, /, **kwargs: Any) -> T:
+async def _call(fn: Callable[..., T], operation: str, bucket: str, key: str, /, **kwargs: Any) -> T:
     try:
         return await session.call(fn, **kwargs)
     except (ClientError, BotoCoreError) as e:
@@ -50,5 +50,6 @@ async def _call(fn: Callable[..., T], operation: str, bucket: str, /, **kwargs: 
                            f"{operation}: the build bucket {bucket!r} does not exist ({said}): create it, or point "
                            "--build-bucket (DEPLOYMIND_BUILD_BUCKET) at one in the instance's region",
                            code=code, aws_message=said, operation=operation) from None
-        raise from_boto(e, operation, reasons.AWS_ACCESS_DENIED if code in ACCESS_DENIED_CODES
-                        else reasons.AWS_UNAVAILABLE) from None
+        denied = isinstance(e, ClientError) and access_denied(e)
+        raise from_boto(e, operation, reasons.AWS_ACCESS_DENIED if denied else reasons.AWS_UNAVAILABLE,
+                        f"arn:aws:s3:::{bucket}/{key}") from None

@@ -3,6 +3,8 @@ ConnectionLost, Inactive), or None when SSM does not know it (no agent, no insta
 
 from __future__ import annotations
 
+import time
+
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploymind.api import reasons
@@ -11,6 +13,20 @@ from deploymind.aws.errors import access_denied, from_boto
 
 OPERATION = "ssm:DescribeInstanceInformation"
 ONLINE = "Online"
+# A command that ran on the instance this recently shows its agent Online without asking: the lookup cache window.
+ONLINE_EVIDENCE_SECONDS = 10.0
+
+_ran: dict[tuple[str, str], float] = {}
+
+
+def note_command_ran(instance_id: str, region: str) -> None:
+    """An SSM command has just run on the instance (its agent picked it up and reported back)."""
+    _ran[(region, instance_id)] = time.monotonic() + ONLINE_EVIDENCE_SECONDS
+
+
+def recently_ran(instance_id: str, region: str) -> bool:
+    """Whether a command ran on the instance within ONLINE_EVIDENCE_SECONDS: only ever a yes, never a refusal."""
+    return _ran.get((region, instance_id), 0.0) > time.monotonic()
 
 
 async def ping_status(instance_id: str, region: str | None) -> str | None:

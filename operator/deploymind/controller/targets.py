@@ -132,10 +132,14 @@ async def _allowed_instance(namespace: str, instance_id: str, region: str | None
     if refusal:
         raise Stalled(reasons.TARGET_NOT_ALLOWED, refusal)
     if not info.running:
-        raise Waiting(reasons.INSTANCE_NOT_RUNNING,
-                      f"instance {instance_id} ({info.region}) is {info.state}; the rollout goes on once it is "
-                      "running (looked up again with backoff)")
+        raise _not_running(info)
     return info
+
+
+def _not_running(info: ec2.InstanceInfo) -> Waiting:
+    return Waiting(reasons.INSTANCE_NOT_RUNNING,
+                   f"instance {info.instance_id} ({info.region}) is {info.state}; the rollout goes on once it is "
+                   "running (looked up again with backoff)")
 
 
 def _instance_refusal(namespace: str, info: ec2.InstanceInfo, settings: Settings) -> str | None:
@@ -143,12 +147,23 @@ def _instance_refusal(namespace: str, info: ec2.InstanceInfo, settings: Settings
 
 
 async def _check_managed(info: ec2.InstanceInfo) -> None:
+    if ssm_info.recently_ran(info.instance_id, info.region):
+        # A command ran there seconds ago: as good a sign of Online as the agent's last ping, and one call fewer.
+        return
     try:
         ping = await ssm_info.ping_status(info.instance_id, info.region)
     except AwsError as e:
         raise _step_error(e) from None
     if ping == ssm_info.ONLINE:
         return
+    # `info` may be a cached lookup from before the instance stopped (stopped ones are not Online either), and
+    # "stopped" is the more useful answer.
+    try:
+        fresh = await ec2.describe_instance(info.instance_id, info.region, cached=False)
+    except AwsError as e:
+        raise _step_error(e) from None
+    if not fresh.running:
+        raise _not_running(fresh)
     state = f"is {ping} in Systems Manager" if ping else "is not registered with Systems Manager"
     raise Waiting(reasons.INSTANCE_NOT_MANAGED,
                   f"instance {info.instance_id} ({info.region}) {state}: check that the SSM agent runs on it and that "

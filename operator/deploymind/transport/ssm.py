@@ -10,7 +10,7 @@ POSIX shell text that carries no values:
   call ends, whatever its outcome: the host keeps each revision's env file itself.
 - the script's output goes to a file on the host and only its last STDOUT_KEEP bytes are printed, so the final JSON
   line always survives SSM's limit.
-`get_command_invocation` is polled with a doubling backoff (settings); a call that times out or is cancelled
+`get_command_invocation` is polled on a schedule (`poll_waits`); a call that times out or is cancelled
 cancels the command, within bounds.
 """
 
@@ -21,7 +21,8 @@ import logging
 import math
 import secrets
 import shlex
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -29,7 +30,7 @@ from importlib import resources
 from typing import TypeVar
 
 from deploymind.api import reasons
-from deploymind.aws import parameters, s3, session, ssm
+from deploymind.aws import parameters, s3, session, ssm, ssm_info
 from deploymind.aws.errors import AwsError
 from deploymind.settings import Settings
 from deploymind.transport.base import TRANSPORT_TIMEOUT, Payload, Result, TransportError, TransportRefused
@@ -44,11 +45,11 @@ STDERR_KEEP = 7_000
 # SSM's own execution timeout is this much later than the call's: the call reports the timeout and cancels the
 # command; SSM's timeout is the backstop when the cancel cannot arrive.
 EXECUTION_GRACE_S = 5
-# The host fetches a tarball the moment the command starts, seconds after it is sent; the URL (which is in the
-# command history) opens that one object for this long only, and the object is deleted when the call ends anyway.
-PRESIGNED_URL_EXPIRY_S = 300
 # How long a cancel, or the removal of a delivered payload, may take before the call stops waiting for it.
 CLEANUP_WAIT_S = 10.0
+# The poll schedule after the first wait (poll_waits): every second for the first ten, then backing off.
+STEADY_POLL_S = 1.0
+STEADY_FOR_S = 10.0
 # Reasons the host wrapper reports for itself, before the script ran.
 HOST_REASONS = frozenset({reasons.HOST_NOT_READY, reasons.PAYLOAD_NOT_DELIVERED})
 # AWS errors that retrying cannot fix until an administrator (or a smaller payload) does.
@@ -80,7 +81,13 @@ class SSMTransport:
             except asyncio.CancelledError:
                 await bounded(self._cancel(command_id), CLEANUP_WAIT_S)
                 raise
-        return self._result(invocation, nonce)
+            except TransportError as e:
+                if e.reason != TRANSPORT_TIMEOUT:
+                    raise
+                raise await self._timed_out(e) from None
+        result = self._result(invocation, nonce)
+        ssm_info.note_command_ran(self.instance_id, self.region)
+        return result
 
     async def close(self) -> None:
         """Nothing to release: AWS clients are shared by the process."""
@@ -103,9 +110,14 @@ class SSMTransport:
                 return self._remove(parameters.delete_parameter(name, self.region), f"parameter {name}")
         else:
             bucket, key = self._bucket(payload), self.object_key(payload)
-            url = await self._aws(s3.presigned_get_url(bucket, key, PRESIGNED_URL_EXPIRY_S, self.region))
+            # The host fetches a tarball the moment the command starts, seconds after it is sent; the URL (which
+            # is in the command history) opens that one object this long only; the object goes when the call ends.
+            expiry = self._settings.ssm_presign_expiry_seconds
+            expires = int(time.time()) + expiry
+            url = await self._aws(s3.presigned_get_url(bucket, key, expiry, self.region))
             store = s3.put_object(bucket, key, payload.data, self.region)
-            fetch = Fetch(via="url", what=payload.name, url=url, sha256=payload.sha256)
+            fetch = Fetch(via="url", what=payload.name, url=url, sha256=payload.sha256, url_expires=expires,
+                          url_expiry_s=expiry)
 
             def remove() -> Awaitable[None]:
                 return self._remove(s3.delete_object(bucket, key, self.region), f"s3://{bucket}/{key}")
@@ -140,10 +152,9 @@ class SSMTransport:
     async def _wait(self, command_id: str, deadline: float, limit: float) -> ssm.Invocation:
         """Poll until the invocation is final or the deadline passes (then the command is cancelled)."""
         loop = asyncio.get_running_loop()
-        delay = self._settings.ssm_poll_initial_seconds
+        waits = poll_waits(self._settings.ssm_poll_initial_seconds, self._settings.ssm_poll_max_seconds)
         while True:
-            await asyncio.sleep(max(0.0, min(delay, deadline - loop.time())))
-            delay = min(2 * delay, self._settings.ssm_poll_max_seconds)
+            await asyncio.sleep(max(0.0, min(next(waits), deadline - loop.time())))
             try:
                 invocation = await ssm.get_command_invocation(command_id, self.instance_id, self.region)
             except AwsError as e:
@@ -199,6 +210,22 @@ class SSMTransport:
             error = TransportRefused if e.reason in REFUSED_REASONS else TransportError
             raise error(e.reason, e.message) from None
 
+    async def _timed_out(self, expired: TransportError) -> TransportError:
+        """The error of a call that timed out: the instance left SSM mid-command when it is no longer Online (its
+        agent could not report the outcome), else `expired` itself."""
+        try:
+            ping = await ssm_info.ping_status(self.instance_id, self.region)
+        except AwsError:
+            return expired
+        if ping == ssm_info.ONLINE:
+            return expired
+        return TransportError(
+            reasons.INSTANCE_NOT_MANAGED,
+            f"instance {self.instance_id} left SSM while the script ran (ping status now "
+            f"{ping or 'not registered'}), so the script's outcome is unknown; SSM was asked to cancel the command "
+            "and the call is retried: check that the instance runs, that its SSM agent is connected and that its "
+            "instance profile has AmazonSSMManagedInstanceCore")
+
     async def _cancel(self, command_id: str) -> None:
         try:
             await ssm.cancel_command(command_id, self.instance_id, self.region)
@@ -211,6 +238,20 @@ class SSMTransport:
         except AwsError as e:
             # Left behind for now: the next call with this payload key replaces or removes it.
             log.warning("could not remove %s after a call to %s: %s", what, self.instance_id, e.message)
+
+
+def poll_waits(initial: float, cap: float) -> Iterator[float]:
+    """The waits before each `get_command_invocation`: `initial`, then every STEADY_POLL_S (at most `cap`) until
+    STEADY_FOR_S have passed, then doubling up to `cap`. Most scripts (a release, a tick) end within seconds and are
+    seen within about a second of their end; a long build costs a poll every `cap` seconds."""
+    yield initial
+    step, waited = min(max(initial, STEADY_POLL_S), cap), initial
+    while waited < STEADY_FOR_S:
+        yield step
+        waited += step
+    while True:
+        step = min(2 * step, cap)
+        yield step
 
 
 def _join(*parts: str) -> str:
@@ -238,6 +279,9 @@ class Fetch:
     sha256: str = ""
     parameter: str = ""
     region: str = ""
+    url_expires: int = 0
+    """When the URL stops working, in epoch seconds (0: unknown); the host says so when it fetched too late."""
+    url_expiry_s: int = 0
 
 
 NO_FETCH = Fetch(via="none", what="")
@@ -256,6 +300,7 @@ def host_wrapper(script: str, *, nonce: str, fetch: Fetch) -> str:
         "nonce": nonce, "via": fetch.via, "what": fetch.what, "url": fetch.url, "sha256": fetch.sha256,
         "parameter": fetch.parameter, "region": fetch.region, "stdout_keep": str(STDOUT_KEEP),
         "stderr_keep": str(STDERR_KEEP), "not_ready": reasons.HOST_NOT_READY,
+        "url_expires": str(fetch.url_expires), "url_expiry_s": str(fetch.url_expiry_s),
         "not_delivered": reasons.PAYLOAD_NOT_DELIVERED,
     }
     header = "".join(f"dm_{name}={shlex.quote(value)}\n" for name, value in values.items())

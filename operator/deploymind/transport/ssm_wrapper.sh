@@ -22,9 +22,19 @@ dm_fetch_url() {
     wget -q -T 20 -t 3 -O "$dm_dir/in" "$dm_url" 2> "$dm_dir/why"
   else
     dm_fail "$dm_not_ready" "neither curl nor wget is installed on the instance: install one (the $dm_what is downloaded with it)"
-  fi || dm_fail "$dm_not_delivered" \
-    "could not download the $dm_what from S3 ($(dm_why)): if its presigned URL expired before the command started, the call is retried"
+  fi || dm_download_failed
   dm_want=$dm_sha256
+}
+
+# $dm_url_expires is when the presigned URL stops working (epoch seconds, by the operator's clock; 0: unknown).
+dm_download_failed() {
+  dm_now=$(date +%s 2> /dev/null) || dm_now=0
+  if [ "$dm_url_expires" -gt 0 ] && [ "$dm_now" -gt "$dm_url_expires" ]; then
+    dm_fail "$dm_not_delivered" \
+      "could not download the $dm_what from S3: its presigned URL, valid for $dm_url_expiry_s s after the command was sent, had expired $((dm_now - dm_url_expires)) s before the instance fetched it (its SSM agent started the command late): the call is retried; if this repeats, raise DEPLOYMIND_SSM_PRESIGN_EXPIRY_SECONDS"
+  fi
+  dm_fail "$dm_not_delivered" \
+    "could not download the $dm_what from S3 ($(dm_why)): the call is retried"
 }
 
 # The AWS CLI prints the parameter's value and a newline; the value is the payload followed by its sha256 (hex),

@@ -1,0 +1,263 @@
+"""The ssm transport and target lookup when AWS or the instance fails them, against the test world's moto server (its
+SSM commands run over SSH on this machine): S3 or Parameter Store denied to the operator, a presigned URL that
+expired before a slow agent fetched it, an instance that leaves SSM mid-command, an instance stopped mid-rollout.
+Each ends with its reason, and nothing of the call is left: no object, no parameter, no command, no process, no
+payload directory on the host."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from deploymind.api import reasons
+from deploymind.api.spec import DeploymentSpec
+from deploymind.aws import ec2, session
+from deploymind.controller.targets import resolve_host
+from deploymind.controller.tenancy import NAMESPACES_TAG
+from deploymind.settings import Settings
+from deploymind.steps.errors import Waiting
+from deploymind.transport.base import Payload, TransportError, TransportRefused
+from deploymind.transport.ssm import SSMTransport
+from world.dirs import private_dir
+from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer
+from world.procs import alive, wait_until
+from world.sshd import Sshd
+
+REGION = DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"]
+NAMESPACE = "team-a"
+KEY = "team-a/web/abc123-def456"
+# Operations of the IAM-enforcing server's setup (two users, their policies and keys) that run before it enforces.
+IAM_SETUP_REQUESTS = 6
+
+
+def point_operator_at(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    session.forget_clients()
+    ec2.forget()
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
+    """The operator's boto3 clients aimed at the shared moto server, counting its requests from zero."""
+    point_operator_at(monkeypatch, moto_server.env)
+    moto_server.reset_calls()
+    yield moto_server
+    moto_server.delay_delivery(0)
+    session.forget_clients()
+    ec2.forget()
+
+
+def boto(service: str, server: MotoServer, credentials: dict[str, str] | None = None) -> Any:
+    """A client of the test itself (its calls are not counted as the operator's)."""
+    keys = credentials or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    return boto3.client(service, endpoint_url=server.url, region_name=REGION, **keys)
+
+
+def run_instance(server: MotoServer, tags: dict[str, str], credentials: dict[str, str] | None = None) -> str:
+    tag_spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+    reservation = boto("ec2", server, credentials).run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1,
+                                                                 TagSpecifications=tag_spec if tags else [])
+    instance_id: str = reservation["Instances"][0]["InstanceId"]
+    return instance_id
+
+
+def new_bucket(server: MotoServer, credentials: dict[str, str] | None = None) -> str:
+    name = f"dm-builds-{uuid.uuid4().hex[:12]}"
+    boto("s3", server, credentials).create_bucket(Bucket=name)
+    return name
+
+
+def processes_with(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes() and alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def parameter_exists(server: MotoServer, name: str) -> bool:
+    found = boto("ssm", server).describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [name]}])
+    return bool(found["Parameters"])
+
+
+# --- the operator denied S3 or Parameter Store --------------------------------------------------------------
+
+@pytest.fixture
+def iam_moto(world_root: Path, sshd: Sshd, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
+    """A moto server of its own that enforces IAM once its setup requests are done."""
+    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", str(IAM_SETUP_REQUESTS))
+    server = MotoServer.start(private_dir(world_root, "moto-iam-faults"), sshd)
+    yield server
+    server.stop()
+    session.forget_clients()
+    ec2.forget()
+
+
+def iam_user(server: MotoServer, name: str, actions: list[str]) -> dict[str, str]:
+    iam = boto("iam", server)
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="only", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+
+
+def operator_without(server: MotoServer, monkeypatch: pytest.MonkeyPatch, missing: str) -> dict[str, str]:
+    """The operator's credentials in the environment, allowed all it needs but `missing`; an admin's returned."""
+    needs = ["ec2:DescribeInstances", "ssm:DescribeInstanceInformation", "ssm:SendCommand",
+             "ssm:GetCommandInvocation", "ssm:CancelCommand", "ssm:PutParameter", "ssm:DeleteParameter",
+             "s3:PutObject", "s3:DeleteObject", "s3:GetObject", "kms:Encrypt"]
+    operator = iam_user(server, "operator", [action for action in needs if action != missing])
+    admin = iam_user(server, "admin", ["*"])
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    point_operator_at(monkeypatch, {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": operator["aws_access_key_id"],
+                                    "AWS_SECRET_ACCESS_KEY": operator["aws_secret_access_key"]})
+    return admin
+
+
+async def test_a_denied_s3_put_object_is_refused_naming_the_object_and_sends_no_command(
+        iam_moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = operator_without(iam_moto, monkeypatch, "s3:PutObject")
+    instance_id, bucket = run_instance(iam_moto, {}, admin), new_bucket(iam_moto, admin)
+    iam_moto.reset_calls()
+    ssm_transport = SSMTransport(instance_id, REGION, settings=Settings(build_bucket=bucket))
+    payload = Payload("source-tarball", b"tar", key=KEY)
+
+    with pytest.raises(TransportRefused) as refused:
+        await ssm_transport.run("cat > /dev/null", payload=payload, timeout=30)
+
+    assert refused.value.reason == reasons.AWS_ACCESS_DENIED and refused.value.needs_user
+    assert (f"needs permission for s3:PutObject on arn:aws:s3:::{bucket}/{ssm_transport.object_key(payload)}"
+            in refused.value.message)
+    assert boto("s3", iam_moto, admin).list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert "ssm:SendCommand" not in iam_moto.calls()
+
+
+async def test_a_denied_put_parameter_is_refused_naming_the_parameter_and_sends_no_command(
+        iam_moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = operator_without(iam_moto, monkeypatch, "ssm:PutParameter")
+    instance_id = run_instance(iam_moto, {}, admin)
+    iam_moto.reset_calls()
+    ssm_transport = SSMTransport(instance_id, REGION, settings=Settings())
+    payload = Payload("env-file", b"DB_PASSWORD=hunter2\n", secret=True, key=KEY)
+    name = ssm_transport.parameter_name(payload)
+
+    with pytest.raises(TransportRefused) as refused:
+        await ssm_transport.run("cat > /dev/null", payload=payload, timeout=30)
+
+    assert refused.value.reason == reasons.AWS_ACCESS_DENIED and refused.value.needs_user
+    assert f"needs permission for ssm:PutParameter on parameter {name}" in refused.value.message
+    assert boto("ssm", iam_moto, admin).describe_parameters()["Parameters"] == []
+    assert "ssm:SendCommand" not in iam_moto.calls()
+
+
+# --- a presigned URL that expired before the host fetched it ------------------------------------------------
+
+async def test_a_presigned_url_expired_before_a_slow_agent_fetched_it_says_so_and_the_object_is_deleted(
+        aws: MotoServer) -> None:
+    instance_id, bucket = run_instance(aws, {}), new_bucket(aws)
+    aws.delay_delivery(2.5)
+    aws.reset_calls()
+    ssm_transport = SSMTransport(instance_id, REGION, settings=Settings(build_bucket=bucket,
+                                                                        ssm_presign_expiry_seconds=1))
+
+    with pytest.raises(TransportError) as failed:
+        await ssm_transport.run("echo the script ran", payload=Payload("source-tarball", b"tar", key=KEY), timeout=30)
+
+    assert failed.value.reason == reasons.PAYLOAD_NOT_DELIVERED and not failed.value.needs_user
+    assert "valid for 1 s after the command was sent, had expired" in failed.value.message
+    assert "DEPLOYMIND_SSM_PRESIGN_EXPIRY_SECONDS" in failed.value.message
+    assert boto("s3", aws).list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert (aws.calls("host")["s3:GetObject"], aws.calls()["s3:DeleteObject"]) == (1, 1)
+
+
+# --- an instance that leaves SSM mid-command ----------------------------------------------------------------
+
+def connection_lost(server: MotoServer, instance_id: str) -> None:
+    boto("ec2", server).create_tags(Resources=[instance_id], Tags=[{"Key": "SSMPingStatus",
+                                                                    "Value": "ConnectionLost"}])
+
+
+def stopped(server: MotoServer, instance_id: str) -> None:
+    boto("ec2", server).stop_instances(InstanceIds=[instance_id])
+
+
+@pytest.mark.parametrize(("leave", "script_ends"), [(connection_lost, False), (stopped, False),
+                                                    (connection_lost, True)],
+                         ids=["agent-disconnects", "instance-stops", "script-ends-while-disconnected"])
+async def test_an_instance_that_leaves_ssm_mid_command_ends_the_call_in_bound_and_leaves_nothing(
+        aws: MotoServer, leave: Any, script_ends: bool) -> None:
+    instance_id = run_instance(aws, {})
+    sleep = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+    # Where the script, run as the SSH login user of the test host, can write.
+    record = Path(f"/tmp/dm-ssm-fault-{uuid.uuid4().hex}")
+    # The wrapper runs the script from its payload directory: the script names it, for the test to look after.
+    script = f"dirname \"$0\" > {record}.part && mv {record}.part {record}; sleep {'1.5' if script_ends else sleep}"
+    ssm_transport = SSMTransport(instance_id, REGION, settings=Settings())
+    payload = Payload("env-file", b"DB_PASSWORD=hunter2\n", secret=True, key=KEY)
+    call = asyncio.create_task(ssm_transport.run(script, payload=payload, timeout=5))
+    await asyncio.to_thread(wait_until, record.exists, 20, "the script runs")
+    started = time.monotonic()
+    leave(aws, instance_id)
+
+    try:
+        with pytest.raises(TransportError) as failed:
+            await call
+        payload_dir = Path((await asyncio.to_thread(record.read_text)).strip())
+    finally:
+        await asyncio.to_thread(record.unlink, missing_ok=True)
+
+    assert time.monotonic() - started < 5 + 3
+    assert failed.value.reason == reasons.INSTANCE_NOT_MANAGED and not failed.value.needs_user
+    assert "left SSM while the script ran (ping status now ConnectionLost)" in failed.value.message
+    assert "SSM agent" in failed.value.message
+    await asyncio.to_thread(wait_until, lambda: not processes_with(sleep), 15, "the script is gone")
+    assert not await asyncio.to_thread(payload_dir.exists)
+    assert not parameter_exists(aws, ssm_transport.parameter_name(payload))
+    client = boto("ssm", aws)
+    (command,) = client.list_commands(InstanceId=instance_id)["Commands"]
+
+    def status() -> str:
+        found: str = client.get_command_invocation(CommandId=command["CommandId"], InstanceId=instance_id)["Status"]
+        return found
+
+    # Cancelling until the kill has been seen through on the host.
+    await asyncio.to_thread(wait_until, lambda: status() == "Cancelled", 15, "the command is cancelled")
+    assert aws.calls()["ssm:CancelCommand"] == 1
+
+
+# --- an instance stopped mid-rollout ------------------------------------------------------------------------
+
+def ssm_spec(instance_id: str) -> DeploymentSpec:
+    return DeploymentSpec.model_validate({"image": "app:1", "container": {"port": 8080},
+                                          "target": {"transport": "ssm", "instanceId": instance_id}})
+
+
+async def test_an_instance_stopped_mid_rollout_waits_at_the_next_lookup_and_is_picked_up_once_it_starts(
+        aws: MotoServer) -> None:
+    instance_id = run_instance(aws, {NAMESPACES_TAG: NAMESPACE})
+    settings = Settings(aws_region=REGION, target_policy=None)
+    before = await resolve_host(NAMESPACE, ssm_spec(instance_id), settings)
+    stopped(aws, instance_id)
+
+    with pytest.raises(Waiting) as waiting:
+        await resolve_host(NAMESPACE, ssm_spec(instance_id), settings)
+    boto("ec2", aws).start_instances(InstanceIds=[instance_id])
+    after = await resolve_host(NAMESPACE, ssm_spec(instance_id), settings)
+
+    assert before.instance_id == after.instance_id == instance_id
+    assert waiting.value.reason == reasons.INSTANCE_NOT_RUNNING and "stopped" in waiting.value.message
