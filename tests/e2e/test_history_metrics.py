@@ -296,7 +296,9 @@ def test_the_sandbox_prints_its_metrics_and_history_urls_and_serves_them(
 
         status, body = http_get(port, "/metrics")
         assert status == 200 and "# TYPE deploymind_rollouts_total counter" in body
-        assert http_get(port, "/history/default/nothing")[0] == 404
+        # 503 (HistoryUnavailable) while the store still opens and migrates, then an honest 404 for no such object.
+        assert wait_for(lambda: (code := http_get(port, "/history/default/nothing")[0]) != 503 and code, 30,
+                        "the history store open") == 404
     finally:
         os.killpg(sandbox.pid, signal.SIGINT)
         sandbox.wait(60)
