@@ -40,6 +40,8 @@ def test_an_env_only_change_failing_late_is_reverted_and_the_app_runs_with_the_o
                                  and s["revision"]["id"] != first["revision"]["id"], 60, "MODE=b released")
     assert second["revision"]["commit"] == first["revision"]["commit"]
     assert env_mode(port) == "b"
+    built = next(c for c in second["conditions"] if c["type"] == "Built")
+    assert built["reason"] == "ImagePresent" and "reuses" in built["message"], built  # no second build
 
     fail_health(port)  # fails seconds after the switch, inside the bake
     wait_for(lambda: env_mode(port, timeout=0.5) == "a", 20, "MODE=a serving again", interval=0.1)

@@ -84,6 +84,7 @@ def test_release_header_is_exactly_the_parameters() -> None:
         "revision=1a2b3c4d5e6f-9z8y7x6w\n"
         "attempt=try-1\n"
         "image=deploymind/0123abcd:1a2b3c4d5e6f-9z8y7x6w\n"
+        "reuse_image=''\n"
         "image_repo=deploymind/0123abcd\n"
         "port=8080\n"
         "health_path=/health\n"

@@ -104,6 +104,9 @@ class Revision(StatusModel):
     deployed_at: str | None = None
     run: RunRecord | None = None
     """How it runs (absent in a status written before revisions kept this: then the spec's container settings)."""
+    build_key: str | None = None
+    """What its image was built from (tree digest, Dockerfile, context): a revision with the same key (an env-only
+    change) reuses the image instead of building it again."""
 
 
 class RevisionRef(StatusModel):
@@ -113,6 +116,7 @@ class RevisionRef(StatusModel):
     digest: str | None = None
     run: RunRecord | None = None
     """How it ran, so a revert runs it the same way."""
+    build_key: str | None = None
 
 
 class FailedRevision(StatusModel):
@@ -137,6 +141,7 @@ class HistoryEntry(StatusModel):
     digest: str | None = None
     run: RunRecord | None = None
     """How it ran, so a revert or `rollback-to` runs it the same way."""
+    build_key: str | None = None
     passed_every_probe: bool = True
     """No health probe failed while it ran: with no last good revision yet, a revert may go back to it."""
 

@@ -206,6 +206,11 @@ def image_tags(repository: Word) -> list[Word]:
     return ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository]
 
 
+def tag(image: Word, new: Word) -> list[Word]:
+    """Give an image on the host another name (a revision reusing another's image)."""
+    return ["docker", "image", "tag", image, new]
+
+
 def remove_image(image: Word) -> list[Word]:
     """Remove an image by name; docker refuses (and we let it) an image a container still uses."""
     return ["docker", "image", "rm", image]

@@ -62,6 +62,8 @@ class ReleaseParams:
     lock_timeout_s: int = LOCK_TIMEOUT_S
     init: bool = True
     stop_grace_s: int = docker.STOP_TIMEOUT_S
+    reuse_image: str | None = None
+    """Tagged as `image` when the host lacks `image` (a revision built from exactly what this one builds from)."""
     env_from_stdin: bool = True
     """False: release with the env file the host kept for this revision (a revert, `rollback-to`, a repair)."""
     keep_revisions: tuple[str, ...] = ()
@@ -101,6 +103,7 @@ def _header(params: ReleaseParams) -> str:
         "revision": revision,
         "attempt": params.attempt,
         "image": params.image,
+        "reuse_image": params.reuse_image or "",
         "image_repo": docker.image_repository(uid8),
         "port": params.port,
         "health_path": params.health_path,
@@ -169,5 +172,6 @@ def _functions(params: ReleaseParams, uid8: str, revision: str) -> str:
         shell.function("dm_logs", [docker.logs(first, LOG_TAIL_LINES)], "$1 = container"),
         shell.function("dm_image_tags", [docker.image_tags(docker.image_repository(uid8))], "this app's images"),
         shell.function("dm_remove_image", [docker.remove_image(first)], "$1 = image"),
+        shell.function("dm_tag_reused", [docker.tag(Var("reuse_image"), params.image)], "uses $reuse_image"),
     ]
     return "".join(functions)

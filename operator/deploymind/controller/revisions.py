@@ -38,7 +38,7 @@ def running_port(status: DeploymentStatus, spec: DeploymentSpec) -> int:
 def kept(entry: Revision | RevisionRef | HistoryEntry, spec: DeploymentSpec) -> Desired:
     """A revision this object ran, to be released again exactly as it ran."""
     return Desired(revision=entry.id, image=entry.image, commit=entry.commit, digest=entry.digest,
-                   run=entry.run or run_record(spec), kept=True)
+                   run=entry.run or run_record(spec), build_key=entry.build_key, kept=True)
 
 
 def on_host(status: DeploymentStatus, revision: str) -> bool:
@@ -70,7 +70,7 @@ def record_release(status: DeploymentStatus, target: Desired, spec: DeploymentSp
     stamp = now()
     run = run_of(target, spec)
     status.revision = Revision(id=target.revision, commit=target.commit, image=target.image, digest=target.digest,
-                               deployed_at=stamp, run=run)
+                               deployed_at=stamp, run=run, build_key=target.build_key)
     if spec.rollback.bake_seconds == 0 or (status.last_good and status.last_good.id == target.revision):
         promote(status)
     else:
@@ -80,7 +80,7 @@ def record_release(status: DeploymentStatus, target: Desired, spec: DeploymentSp
     status.revert = None
     entries = [h for h in status.history if h.id != target.revision]
     entries.insert(0, HistoryEntry(id=target.revision, commit=target.commit, image=target.image, digest=target.digest,
-                                   run=run, deployed_at=stamp, result=result))
+                                   run=run, build_key=target.build_key, deployed_at=stamp, result=result))
     status.history = entries[: spec.revision_history_limit]
 
 
@@ -89,9 +89,20 @@ def promote(status: DeploymentStatus) -> None:
     if status.revision is None:
         return
     rev = status.revision
-    status.last_good = RevisionRef(id=rev.id, commit=rev.commit, image=rev.image, digest=rev.digest, run=rev.run)
+    status.last_good = RevisionRef(id=rev.id, commit=rev.commit, image=rev.image, digest=rev.digest, run=rev.run,
+                                   build_key=rev.build_key)
     status.bake_started_at = None
     status.baked_seconds = None
+
+
+def same_build(status: DeploymentStatus, target: Desired) -> str | None:
+    """The image of a revision the host keeps that was built from exactly what `target` builds from."""
+    if target.build_key is None:
+        return None
+    entries: list[Revision | RevisionRef | HistoryEntry] = [*([status.revision] if status.revision else []),
+                                                           *([status.last_good] if status.last_good else []),
+                                                           *status.history]
+    return next((e.image for e in entries if e.build_key == target.build_key and e.image != target.image), None)
 
 
 def quarantine(status: DeploymentStatus, revision: str, commit: str | None, image: str | None, reason: str) -> None:

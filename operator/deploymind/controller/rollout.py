@@ -117,6 +117,14 @@ async def plan_step(r: Rollout) -> None:
 async def build_step(r: Rollout) -> None:
     ctx, target = r.step_context, r.target
     if _buildable(r) and not revisions.on_host(r.status, target.revision):
+        reuse = revisions.same_build(r.status, target)
+        if reuse is not None:
+            # The same commit and build settings (an env-only change): the host tags that image, nothing is built
+            # or sent; if it was removed meanwhile, the release answers ImageMissing and it is built after all.
+            target.reuse_image = reuse
+            ctx.conditions.set(ConditionType.BUILT, T, reasons.BUILD_SKIPPED,
+                               f"{target.image} reuses {reuse} (same commit and build settings)")
+            return
         await build.build(ctx, target)
         await ctx.safe_point()
         return

@@ -26,6 +26,10 @@ class Desired:
     config: str = ""
     run: RunRecord | None = None
     """How it runs; None: as the current spec's container settings say."""
+    build_key: str | None = None
+    """What its image is built from (tree digest and build settings): revisions with one key share one image."""
+    reuse_image: str | None = None
+    """An image on the host with the same build_key: tagged as this revision's image instead of a build."""
     kept: bool = False
     """Released exactly as it ran before (a revert, `rollback-to`, a repair): `run` and the env file the host kept
     for it, nothing from the current spec."""

@@ -77,6 +77,7 @@ async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", n
         memory=run_as.memory, cpus=f"{run_as.cpus:g}" if run_as.cpus else None,
         keep_images=images, keep_revisions=revisions, min_free_disk_mb=ctx.settings.min_free_disk_mb,
         init=run_as.init, stop_grace_s=run_as.stop_grace_period_seconds, env_from_stdin=not target.kept,
+        reuse_image=target.reuse_image,
         secret_env_names=tuple(sorted(e.name for e in spec.container.env if e.value_from is not None)))
     released = ctx.conditions.get(ConditionType.RELEASED)
     if released is None or released.status != F:

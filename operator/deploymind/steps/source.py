@@ -8,6 +8,8 @@ before anything of it reaches a host.
 
 from __future__ import annotations
 
+import hashlib
+
 import asyncio
 import posixpath
 from pathlib import Path
@@ -52,8 +54,11 @@ async def source(ctx: StepContext) -> None:
         ctx.conditions.set(ConditionType.SOURCE_READY, F, reasons.UNSAFE_SOURCE, message)
         raise Stalled(reasons.UNSAFE_SOURCE, message)
     revision = revision_id(commit, config)
+    build = ctx.spec.build
+    build_key = hashlib.sha256("|".join([tarball.digest, build.dockerfile if build else "Dockerfile",
+                                         build.context if build else "."]).encode()).hexdigest()
     ctx.desired = Desired(revision=revision, image=built_image(ctx.uid, revision), commit=commit,
-                          digest=tarball.digest, tarball=tarball.path, config=config)
+                          digest=tarball.digest, tarball=tarball.path, config=config, build_key=build_key)
     ctx.conditions.set(ConditionType.SOURCE_READY, T, reasons.RESOLVED,
                        f"{src.ref} is {commit[:12]} (tree sha256:{tarball.digest[:12]})")
 

@@ -160,6 +160,8 @@ if exists "$aside"; then
 fi
 rm -f -- "$verified_file"
 
+# A revision built from exactly what another one was built from (an env-only change) takes that image's id.
+if ! dm_image_id > /dev/null 2>&1 && [ -n "$reuse_image" ]; then dm_tag_reused > /dev/null 2>&1; fi
 want_iid=$(dm_image_id 2>/dev/null) || finish ImageMissing "image $image is not on the host: build or pull it first"
 
 if state=$(dm_state "$stable" 2>/dev/null); then
