@@ -8,9 +8,8 @@ before anything of it reaches a host.
 
 from __future__ import annotations
 
-import hashlib
-
 import asyncio
+import hashlib
 import posixpath
 from pathlib import Path
 
