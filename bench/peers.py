@@ -39,7 +39,6 @@ import pwd
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,9 @@ from kubernetes import client, config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "operator")]
+
+import common  # noqa: E402
+from common import summary, wait_for  # noqa: E402
 
 from deploymind.api import GROUP, PLURAL, VERSION  # noqa: E402
 from deploymind.api.crd import render_crd  # noqa: E402
@@ -129,32 +131,8 @@ done
 
 
 # ---------------------------------------------------------------------------------------------- small helpers
-def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 def http_get(port: int, path: str = "/", timeout: float = 0.5) -> tuple[int, str]:
-    """(status, body); status 0 when nothing answered."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
-            return int(r.status), r.read().decode(errors="replace")
-    except urllib.error.HTTPError as e:
-        return int(e.code), ""
-    except OSError:
-        return 0, ""
-
-
-def summary(values: list[float], digits: int = 3) -> dict[str, float]:
-    ordered = sorted(values)
-    return {"n": len(ordered), "median": round(statistics.median(ordered), digits),
-            "min": round(ordered[0], digits), "max": round(ordered[-1], digits)}
+    return common.http_get(port, path, timeout)
 
 
 def tail(path: Path, chars: int = 3000) -> str:
