@@ -18,11 +18,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 from dm import Cluster
 
-from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer
+from world.moto_ssm import MotoServer, run_instance
+from world.moto_ssm import client as aws_client
 from world.sshd import Sshd
 
 NAMESPACES_TAG = "deploymind.io/namespaces"
@@ -50,10 +50,6 @@ class Target:
         return self.transport == "ssm"
 
 
-def aws_client(service: str, server: MotoServer) -> Any:
-    """A boto3 client of the test itself, aimed at the moto server."""
-    return boto3.client(service, endpoint_url=server.url, region_name=DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"],
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
 def ssh_target(cluster: Cluster, sshd: Sshd) -> dict[str, Any]:
@@ -68,11 +64,7 @@ def ssh_target(cluster: Cluster, sshd: Sshd) -> dict[str, Any]:
 
 def ssm_instance(server: MotoServer, namespace: str) -> str:
     """A running instance, Online in SSM, whose tag lets `namespace` deploy to it."""
-    reservation = aws_client("ec2", server).run_instances(
-        ImageId="ami-12c6146b", MinCount=1, MaxCount=1,
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": NAMESPACES_TAG, "Value": namespace}]}])
-    instance_id: str = reservation["Instances"][0]["InstanceId"]
-    return instance_id
+    return run_instance(server, {NAMESPACES_TAG: namespace})
 
 
 @pytest.fixture(name="transport")

@@ -4,13 +4,11 @@ SSM ping status, the short cache, the reasons a target waits or stalls with, Acc
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from deploymind.api import reasons
@@ -24,7 +22,8 @@ from deploymind.settings import Settings
 from deploymind.steps.errors import Stalled, Waiting
 from deploymind.transport.ssm import SSMTransport
 from world.dirs import private_dir
-from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer
+from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer, iam_user, run_instance
+from world.moto_ssm import client as boto
 from world.sshd import Sshd
 
 REGION = DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"]
@@ -49,17 +48,8 @@ def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mo
     ec2.forget()
 
 
-def boto(service: str, server: MotoServer) -> Any:
-    return boto3.client(service, endpoint_url=server.url, region_name=REGION,
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
-def run_instance(server: MotoServer, tags: dict[str, str]) -> str:
-    tag_spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
-    reservation = boto("ec2", server).run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1,
-                                                    TagSpecifications=tag_spec if tags else [])
-    instance_id: str = reservation["Instances"][0]["InstanceId"]
-    return instance_id
 
 
 def stop(server: MotoServer, instance_id: str) -> None:
@@ -263,15 +253,11 @@ def iam_moto(world_root: Path, sshd: Sshd, monkeypatch: pytest.MonkeyPatch) -> I
 
 def operator_allowed(server: MotoServer, monkeypatch: pytest.MonkeyPatch, actions: list[str]) -> str:
     """Credentials of an IAM user allowed only `actions`, in the environment; an instance tagged for NAMESPACE."""
-    iam = boto("iam", server)
-    iam.create_user(UserName="operator")
-    iam.put_user_policy(UserName="operator", PolicyName="only", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
-    key = iam.create_access_key(UserName="operator")["AccessKey"]
+    key = iam_user(server, "operator", actions)
     instance_id = run_instance(server, {NAMESPACES_TAG: NAMESPACE})
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    use_endpoint(monkeypatch, {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-                               "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]})
+    use_endpoint(monkeypatch, {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": key["aws_access_key_id"],
+                               "AWS_SECRET_ACCESS_KEY": key["aws_secret_access_key"]})
     return instance_id
 
 

@@ -655,7 +655,7 @@ def test_without_a_host_dir_a_login_user_deploys_into_its_home(host: Host, app_r
 def test_without_a_host_dir_root_uses_var_lib_deploymind() -> None:
     """SSM runs scripts as root: the header's resolution gives /var/lib/deploymind (run here as root)."""
     if os.getuid() != 0:
-        pytest.skip("needs root")
+        pytest.skip("resolving the host directory as root needs the suite to run as root (CI and scripts/run-tests do)")
     done = subprocess.run(["bash", "-c", hostpaths.RESOLVE_HOST_DIR + 'printf %s "$host_dir"'],
                           capture_output=True, text=True, check=True, env={"PATH": os.environ["PATH"]})
     assert done.stdout == "/var/lib/deploymind"

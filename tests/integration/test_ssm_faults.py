@@ -7,15 +7,12 @@ payload directory on the host."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from deploymind.api import reasons
@@ -28,8 +25,9 @@ from deploymind.steps.errors import Waiting
 from deploymind.transport.base import Payload, TransportError, TransportRefused
 from deploymind.transport.ssm import SSMTransport
 from world.dirs import private_dir
-from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer
-from world.procs import alive, wait_until
+from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer, iam_user, new_bucket, run_instance
+from world.moto_ssm import client as boto
+from world.procs import processes_with, wait_until
 from world.sshd import Sshd
 
 REGION = DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"]
@@ -57,36 +55,12 @@ def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mo
     ec2.forget()
 
 
-def boto(service: str, server: MotoServer, credentials: dict[str, str] | None = None) -> Any:
-    """A client of the test itself (its calls are not counted as the operator's)."""
-    keys = credentials or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    return boto3.client(service, endpoint_url=server.url, region_name=REGION, **keys)
 
 
-def run_instance(server: MotoServer, tags: dict[str, str], credentials: dict[str, str] | None = None) -> str:
-    tag_spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
-    reservation = boto("ec2", server, credentials).run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1,
-                                                                 TagSpecifications=tag_spec if tags else [])
-    instance_id: str = reservation["Instances"][0]["InstanceId"]
-    return instance_id
 
 
-def new_bucket(server: MotoServer, credentials: dict[str, str] | None = None) -> str:
-    name = f"dm-builds-{uuid.uuid4().hex[:12]}"
-    boto("s3", server, credentials).create_bucket(Bucket=name)
-    return name
 
 
-def processes_with(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and entry.name != str(os.getpid()):
-            try:
-                if text.encode() in (entry / "cmdline").read_bytes() and alive(int(entry.name)):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def parameter_exists(server: MotoServer, name: str) -> bool:
@@ -107,13 +81,6 @@ def iam_moto(world_root: Path, sshd: Sshd, monkeypatch: pytest.MonkeyPatch) -> I
     ec2.forget()
 
 
-def iam_user(server: MotoServer, name: str, actions: list[str]) -> dict[str, str]:
-    iam = boto("iam", server)
-    iam.create_user(UserName=name)
-    iam.put_user_policy(UserName=name, PolicyName="only", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
 
 
 def operator_without(server: MotoServer, monkeypatch: pytest.MonkeyPatch, missing: str) -> dict[str, str]:

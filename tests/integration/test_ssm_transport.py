@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from deploymind.api import reasons
@@ -33,8 +32,9 @@ from deploymind.steps.errors import Stalled
 from deploymind.transport.base import Payload, TransportError, TransportRefused
 from deploymind.transport.local import LocalTransport
 from deploymind.transport.ssm import STDOUT_KEEP, Fetch, SSMTransport, host_wrapper, poll_waits
-from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer
-from world.procs import alive, wait_until
+from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer, new_bucket, run_instance
+from world.moto_ssm import client as boto
+from world.procs import processes_with, wait_until
 
 REGION = DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"]
 
@@ -51,18 +51,8 @@ def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mo
     session.forget_clients()
 
 
-def boto(service: str, server: MotoServer) -> Any:
-    """A client of the test itself (not the operator's: its calls are not counted as the operator's)."""
-    return boto3.client(service, endpoint_url=server.url, region_name=REGION,
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
-def run_instance(server: MotoServer, tags: dict[str, str] | None = None) -> str:
-    tag_spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()]}]
-    reservation = boto("ec2", server).run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1,
-                                                    TagSpecifications=tag_spec if tags else [])
-    instance_id: str = reservation["Instances"][0]["InstanceId"]
-    return instance_id
 
 
 @pytest.fixture
@@ -75,8 +65,7 @@ def instance(aws: MotoServer) -> str:
 
 @pytest.fixture
 def bucket(aws: MotoServer) -> str:
-    name = f"dm-builds-{uuid.uuid4().hex[:12]}"
-    boto("s3", aws).create_bucket(Bucket=name)
+    name = new_bucket(aws)
     aws.reset_calls()
     return name
 
@@ -90,16 +79,6 @@ def marker() -> str:
     return f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
 
 
-def processes_with(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and entry.name != str(os.getpid()):
-            try:
-                if text.encode() in (entry / "cmdline").read_bytes() and alive(int(entry.name)):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def invocations(server: MotoServer, instance_id: str) -> list[dict[str, Any]]:

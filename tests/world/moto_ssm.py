@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 import urllib.request
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import boto3
 
 from world.ports import free_port, port_open
 from world.procs import WorldError, log_tail, start, stop_pid, wait_until
@@ -106,3 +109,38 @@ class MotoServer:
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read() or b"null")
+
+
+AMI = "ami-12c6146b"
+
+
+def client(service: str, server: MotoServer, credentials: dict[str, str] | None = None) -> Any:
+    """A boto3 client of the test itself aimed at `server` (dummy keys unless `credentials`): never the operator's."""
+    keys = credentials or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    return boto3.client(service, endpoint_url=server.url, region_name=DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"], **keys)
+
+
+def run_instance(server: MotoServer, tags: dict[str, str] | None = None,
+                 credentials: dict[str, str] | None = None) -> str:
+    """A running EC2 instance (Online in SSM unless a tag says otherwise) with `tags`; its id."""
+    tag_spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()]}]
+    reservation = client("ec2", server, credentials).run_instances(ImageId=AMI, MinCount=1, MaxCount=1,
+                                                                   TagSpecifications=tag_spec if tags else [])
+    instance_id: str = reservation["Instances"][0]["InstanceId"]
+    return instance_id
+
+
+def new_bucket(server: MotoServer, credentials: dict[str, str] | None = None) -> str:
+    name = f"dm-builds-{uuid.uuid4().hex[:12]}"
+    client("s3", server, credentials).create_bucket(Bucket=name)
+    return name
+
+
+def iam_user(server: MotoServer, name: str, actions: list[str]) -> dict[str, str]:
+    """An IAM user allowed only `actions` (on every resource); its access keys as boto3 client arguments."""
+    iam = client("iam", server)
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="only", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
