@@ -22,7 +22,7 @@ from deploymind.settings import Settings
 from deploymind.steps.errors import Stalled, Waiting
 from deploymind.transport.ssm import SSMTransport
 from world.dirs import private_dir
-from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer, iam_user, run_instance
+from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer, iam_user, point_operator_at, run_instance
 from world.moto_ssm import client as boto
 from world.sshd import Sshd
 
@@ -31,21 +31,8 @@ NAMESPACE = "team-a"
 UNKNOWN_INSTANCE = "i-0123456789abcdef0"
 
 
-def use_endpoint(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
-    """Point the operator's boto3 clients at a moto server (and drop clients and lookups made for another)."""
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    session.forget_clients()
-    ec2.forget()
 
 
-@pytest.fixture
-def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    use_endpoint(monkeypatch, moto_server.env)
-    yield moto_server
-    moto_server.throttle(0)
-    session.forget_clients()
-    ec2.forget()
 
 
 
@@ -256,7 +243,7 @@ def operator_allowed(server: MotoServer, monkeypatch: pytest.MonkeyPatch, action
     key = iam_user(server, "operator", actions)
     instance_id = run_instance(server, {NAMESPACES_TAG: NAMESPACE})
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    use_endpoint(monkeypatch, {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": key["aws_access_key_id"],
+    point_operator_at(monkeypatch, {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": key["aws_access_key_id"],
                                "AWS_SECRET_ACCESS_KEY": key["aws_secret_access_key"]})
     return instance_id
 

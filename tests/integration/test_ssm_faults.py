@@ -25,7 +25,7 @@ from deploymind.steps.errors import Waiting
 from deploymind.transport.base import Payload, TransportError, TransportRefused
 from deploymind.transport.ssm import SSMTransport
 from world.dirs import private_dir
-from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer, iam_user, new_bucket, run_instance
+from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer, iam_user, new_bucket, point_operator_at, run_instance
 from world.moto_ssm import client as boto
 from world.procs import processes_with, wait_until
 from world.sshd import Sshd
@@ -37,22 +37,8 @@ KEY = "team-a/web/abc123-def456"
 IAM_SETUP_REQUESTS = 6
 
 
-def point_operator_at(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    session.forget_clients()
-    ec2.forget()
 
 
-@pytest.fixture
-def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    """The operator's boto3 clients aimed at the shared moto server, counting its requests from zero."""
-    point_operator_at(monkeypatch, moto_server.env)
-    moto_server.reset_calls()
-    yield moto_server
-    moto_server.delay_delivery(0)
-    session.forget_clients()
-    ec2.forget()
 
 
 

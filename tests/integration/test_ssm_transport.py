@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +38,6 @@ from world.procs import processes_with, wait_until
 REGION = DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"]
 
 
-@pytest.fixture
-def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    """The operator's boto3 clients aimed at the moto server, counting its requests from zero."""
-    for name, value in moto_server.env.items():
-        monkeypatch.setenv(name, value)
-    session.forget_clients()
-    moto_server.reset_calls()
-    yield moto_server
-    moto_server.throttle(0)
-    session.forget_clients()
 
 
 

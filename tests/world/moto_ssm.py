@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
+from deploymind.aws import ec2, session
 from world.ports import free_port, port_open
 from world.procs import WorldError, log_tail, start, stop_pid, wait_until
 from world.sshd import Sshd
@@ -144,3 +146,12 @@ def iam_user(server: MotoServer, name: str, actions: list[str]) -> dict[str, str
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+
+
+def point_operator_at(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """Aim the operator's boto3 clients (in this process) at a moto server, and drop clients and instance lookups
+    made for another. `monkeypatch` is pytest's: the environment comes back after the test."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    session.forget_clients()
+    ec2.forget()

@@ -1,0 +1,23 @@
+"""Fixtures of the AWS integration tests: the operator's own boto3 clients aimed at a moto server of the test world."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from deploymind.aws import ec2, session
+from world.moto_ssm import MotoServer, point_operator_at
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
+    """The operator's clients aimed at the shared moto server, counting its requests from zero; whatever a test
+    injected (throttling, a slow agent) is undone afterwards."""
+    point_operator_at(monkeypatch, moto_server.env)
+    moto_server.reset_calls()
+    yield moto_server
+    moto_server.throttle(0)
+    moto_server.delay_delivery(0)
+    session.forget_clients()
+    ec2.forget()
