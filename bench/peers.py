@@ -284,7 +284,8 @@ def world(root: Path, ansible: Path | None) -> Iterator[World]:
             operator = subprocess.Popen(
                 [sys.executable, "-m", "deploymind", "run", "--kubeconfig", str(kubeconfig), "--namespace", NAMESPACE,
                  "--allow-file-repos", "--host-dir", str(host_dir), "--state-dir", str(root / "state"),
-                 "--lease-namespace", NAMESPACE, "--http-host", "127.0.0.1", "--http-port", str(http_port)],
+                 "--lease-namespace", NAMESPACE, "--http-host", "127.0.0.1", "--http-port", str(http_port),
+                 "--history-auth", "none"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "PYTHONPATH": str(ROOT / "operator")})
         wait_for(lambda: http_get(http_port, "/healthz", timeout=1)[0] == 200, 60, "the operator's /healthz")

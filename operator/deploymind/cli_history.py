@@ -2,14 +2,18 @@
 with `--revision`, one revision's attempts, steps and (if it was refused) its container's last log lines.
 
 In a cluster the request goes through the Kubernetes API server's service proxy
-(`/api/v1/namespaces/{ns}/services/{service}:{port}/proxy/history/{namespace}/{name}`), so Kubernetes RBAC
-(`get` on `services/proxy`) decides who reads the history, and no port of the operator is exposed. The sandbox
-registers the same Service, so its kubeconfig works the same way; `--url` reads an operator's HTTP server directly.
+(`/api/v1/namespaces/{ns}/services/{service}:{port}/proxy/history/{namespace}/{name}`), so no port of the operator
+is exposed, and Kubernetes RBAC decides twice: the API server lets the user `get` `services/proxy`, and the operator
+(`--history-auth kubernetes`) lets them read only Deployments they may `get`. For that second check the CLI sends the
+kubeconfig's bearer token in X-Deploymind-Authorization, since the proxy strips Authorization. The sandbox registers
+the same Service, so its kubeconfig works the same way; `--url` reads an operator's HTTP server directly, sending the
+token in Authorization (only over https or to a loopback address: never in clear text across a network).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import sys
 import urllib.error
@@ -23,6 +27,13 @@ DEFAULT_OPERATOR_SERVICE: Final = "deploymind"
 DEFAULT_OPERATOR_PORT: Final = "http"
 TIMEOUT_SECONDS: Final = 30.0
 MAX_LIMIT: Final = 500  # what the endpoint accepts (history.http.MAX_LIMIT)
+TOKEN_HEADER: Final = "X-Deploymind-Authorization"  # history.authz.TOKEN_HEADERS: the proxy strips Authorization
+BEARER_TOKEN_REQUIRED: Final = "BearerTokenRequired"
+NO_TOKEN_MESSAGE: Final = (
+    "reading history needs a Kubernetes bearer token, and your kubeconfig's user has none (client certificates "
+    "only?): make one, e.g. `kubectl create token SERVICEACCOUNT -n NAMESPACE`, and add it with `kubectl config "
+    "set-credentials USER --token=TOKEN` (or pass --kubeconfig with a token user); any user allowed to get that "
+    "Deployment will do.")
 
 
 class HistoryReadError(Exception):
@@ -45,37 +56,60 @@ def proxy_path(operator_namespace: str, service: str, port: str, path: str) -> s
     return f"/api/v1/namespaces/{operator_namespace}/services/{service}:{port}/proxy{path}"
 
 
-def _refusal(status: int, body: bytes, where: str) -> HistoryReadError:
-    """Turn an error answer (ours, or the API server's Status) into a message that says what to do."""
+def _refusal(status: int, body: bytes, where: str, sent_token: bool = True) -> HistoryReadError:
+    """Turn an error answer (the operator's, or the API server's Status) into a message that says what to do."""
     try:
         parsed = json.loads(body)
     except ValueError:
         parsed = {}
     reason = str(parsed.get("reason") or f"HTTP{status}") if isinstance(parsed, dict) else f"HTTP{status}"
     message = str(parsed.get("message") or body[:300].decode(errors="replace")) if isinstance(parsed, dict) else ""
-    if status == 403:
+    from_api_server = isinstance(parsed, dict) and parsed.get("kind") == "Status"
+    if status == 401 and not from_api_server and not sent_token:
+        return HistoryReadError(BEARER_TOKEN_REQUIRED, NO_TOKEN_MESSAGE)
+    if status == 401 and from_api_server:
+        message += " — the API server did not accept your kubeconfig's credentials; log in again."
+    elif status == 403 and from_api_server:
         message += f" — reading history needs `get` on `services/proxy` for {where}; ask your cluster administrator."
     elif reason == "ServiceUnavailable" or (status == 503 and reason != "HistoryUnavailable"):
         message += f" — is the operator running behind {where}? Check --operator-namespace/-service/-port."
     return HistoryReadError(reason, message)
 
 
-def fetch_direct(url: str, path: str, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any]:
-    """GET `path` from the operator at `url` (the sandbox prints it)."""
+def may_carry_token(url: str) -> bool:
+    """A bearer token goes only where nobody on the way can read it: https, or plain http to this machine."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https":
+        return True
     try:
-        with urllib.request.urlopen(url.rstrip("/") + path, timeout=timeout) as response:
+        return parts.scheme == "http" and ipaddress.ip_address(parts.hostname or "").is_loopback
+    except ValueError:
+        return parts.hostname == "localhost"
+
+
+def fetch_direct(url: str, path: str, token: str | None = None, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any]:
+    """GET `path` from the operator at `url` (the sandbox prints it), with `token` ("Bearer …") when it may
+    carry one (may_carry_token)."""
+    sent = token is not None and may_carry_token(url)
+    request = urllib.request.Request(url.rstrip("/") + path, headers={"Authorization": token} if sent and token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             body: dict[str, Any] = json.loads(response.read())
             return body
     except urllib.error.HTTPError as e:
-        raise _refusal(e.code, e.read(), url) from None
+        if e.code == 401 and token is not None and not sent:
+            raise HistoryReadError(BEARER_TOKEN_REQUIRED, f"the operator at {url} needs a bearer token, and yours "
+                                   "goes only over https or to a loopback address (in clear text across a network "
+                                   "anyone could take it): use https, or `kubectl port-forward` and a 127.0.0.1 URL") \
+                from None
+        raise _refusal(e.code, e.read(), url, sent_token=sent) from None
     except OSError as e:
         raise HistoryReadError("OperatorUnreachable",
                                f"cannot reach the operator at {url} ({e}); is the sandbox running on that port?") from None
 
 
-def fetch_via_proxy(kubeconfig: str | None, context: str | None, operator_namespace: str, service: str, port: str,
-                    path: str, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any]:
-    """GET `path` from the operator through the API server's service proxy, with the kubeconfig's credentials."""
+def load_configuration(kubeconfig: str | None, context: str | None) -> Any:
+    """The kubernetes client's Configuration from the kubeconfig (or, in a pod, its service account)."""
     import kubernetes.client as k8s
     import kubernetes.config as kconfig
 
@@ -88,10 +122,30 @@ def fetch_via_proxy(kubeconfig: str | None, context: str | None, operator_namesp
         except kconfig.ConfigException:
             raise HistoryReadError("NoKubeconfig", f"no usable kubeconfig ({e}); pass --kubeconfig or set "
                                                    "KUBECONFIG (the sandbox prints its own), or --url") from None
+    return configuration
+
+
+def bearer_token(configuration: Any) -> str | None:
+    """The "Bearer …" value the client would send (a static token, an exec plugin's, a service account's; the
+    client refreshes an expired one first), or None for a user with client certificates only."""
+    value = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+    return str(value) if value else None
+
+
+def fetch_via_proxy(kubeconfig: str | None, context: str | None, operator_namespace: str, service: str, port: str,
+                    path: str, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any]:
+    """GET `path` from the operator through the API server's service proxy, with the kubeconfig's credentials."""
+    import kubernetes.client as k8s
+
+    configuration = load_configuration(kubeconfig, context)
+    token = bearer_token(configuration)
     where = f"service {operator_namespace}/{service}:{port}"
+    headers = {"Accept": "application/json"}
+    if token is not None:
+        headers[TOKEN_HEADER] = token
     with k8s.ApiClient(configuration) as client:
         request = client.param_serialize("GET", proxy_path(operator_namespace, service, port, path),
-                                         header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+                                         header_params=headers, auth_settings=["BearerToken"])
         try:
             response = client.call_api(*request, _request_timeout=timeout)
             body = response.read()
@@ -100,7 +154,7 @@ def fetch_via_proxy(kubeconfig: str | None, context: str | None, operator_namesp
                                    f"cannot reach the Kubernetes API server at {configuration.host} ({e}); "
                                    "check your kubeconfig and network") from None
     if not 200 <= response.status < 300:
-        raise _refusal(response.status, body, where)
+        raise _refusal(response.status, body, where, sent_token=token is not None)
     try:
         parsed: dict[str, Any] = json.loads(body)
     except ValueError:
@@ -181,12 +235,20 @@ def _current_namespace(kubeconfig: str | None, context: str | None) -> str:
     return str((chosen or {}).get("context", {}).get("namespace") or "default")
 
 
+def _token_if_any(kubeconfig: str | None, context: str | None) -> str | None:
+    """--url mode: the kubeconfig's token when there is a kubeconfig (an operator without auth needs none)."""
+    try:
+        return bearer_token(load_configuration(kubeconfig, context))
+    except HistoryReadError:
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     namespace = args.namespace or _current_namespace(args.kubeconfig, args.context)
     path = history_path(namespace, args.name, args.limit, args.revision)
     try:
         if args.url:
-            body = fetch_direct(args.url, path)
+            body = fetch_direct(args.url, path, _token_if_any(args.kubeconfig, args.context))
         else:
             body = fetch_via_proxy(args.kubeconfig, args.context, args.operator_namespace, args.operator_service,
                                    args.operator_port, path)
@@ -224,5 +286,6 @@ def add_parser(verbs: Any) -> None:
     history.add_argument("--operator-port", default=DEFAULT_OPERATOR_PORT,
                          help=f"that Service's port name or number (default {DEFAULT_OPERATOR_PORT})")
     history.add_argument("--url", help="read the operator directly at this URL instead (the sandbox prints it, "
-                                       "e.g. http://127.0.0.1:8080)")
+                                       "e.g. http://127.0.0.1:8080), with your kubeconfig's bearer token, if any, "
+                                       "in Authorization (only over https or to a loopback address)")
     history.set_defaults(func=run)

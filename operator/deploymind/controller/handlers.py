@@ -59,15 +59,21 @@ def port_claims(spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, i
             (str(meta.get("creationTimestamp", "")), str(meta.get("namespace")), str(meta.get("name")))}
 
 
-@kopf.index(*RESOURCE)
-def secret_users(spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str]:
-    """(namespace, Secret name) → Deployment name: whom a Secret change concerns."""
+@kopf.on.event(*RESOURCE)
+async def secrets_named(type: str | None, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> None:
+    """Every event of a Deployment (the initial listing too) keeps the Secrets the operator watches in step with
+    what the specs name; a deleted Deployment names none. A rotated Secret wakes its Deployments
+    (Runtime.secret_changed). Async: it runs on the loop, where the watches live."""
     try:
-        parsed = DeploymentSpec.model_validate(dict(spec))
+        names = [] if type == "DELETED" else [ref.name for ref in DeploymentSpec.model_validate(dict(spec)).secret_refs()]
     except ValueError:
-        return {}
-    ns = str(meta.get("namespace"))
-    return {(ns, ref.name): str(meta.get("name")) for ref in parsed.secret_refs()}
+        names = []  # an invalid spec is Stalled until edited; the edit is the next event
+    runtime().names_secrets(str(meta["namespace"]), str(meta["name"]), names)
+
+
+@kopf.on.cleanup()
+async def stop_secret_watches(**_: Any) -> None:
+    await runtime().stop_secret_watches()
 
 
 # Kopf waits this long for a cancelled actor; the actor waits less for its own rollout (actor.ROLLOUT_STOP_WAIT_S).
@@ -100,25 +106,16 @@ async def actor(stopped: kopf.DaemonStopped, body: kopf.Body, meta: kopf.Meta, *
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 @kopf.on.resume(*RESOURCE)
-def spec_changed(meta: kopf.Meta, reason: str, **_: Any) -> None:
+async def spec_changed(meta: kopf.Meta, reason: str, **_: Any) -> None:
+    # async, so Kopf runs it on the event loop: a sync handler runs in a worker thread, where setting the
+    # actor's asyncio.Event (and creating the actor) is not safe.
     runtime().wake(str(meta["namespace"]), str(meta["name"]), "Resume" if reason == "resume" else "SpecChange")
 
 
 @kopf.on.field(*RESOURCE, field="metadata.annotations")
-def annotations_changed(meta: kopf.Meta, old: Any, new: Any, **_: Any) -> None:
+async def annotations_changed(meta: kopf.Meta, old: Any, new: Any, **_: Any) -> None:
     if any((old or {}).get(k) != (new or {}).get(k) for k in MANUAL_ANNOTATIONS):
         runtime().wake(str(meta["namespace"]), str(meta["name"]), "Manual")
-
-
-@kopf.on.event("", "v1", "secrets")
-def secret_changed(meta: kopf.Meta, type: str, **kwargs: Any) -> None:
-    """A rotated (or newly created) Secret redeploys the Deployments that read it."""
-    secret_users: kopf.Index[Any, Any] = kwargs["secret_users"]
-    if type not in ("MODIFIED", "ADDED", "DELETED"):
-        return
-    rt = runtime()
-    for name in secret_users.get((meta.get("namespace"), meta.get("name")), []):
-        rt.wake(str(meta["namespace"]), str(name), "SecretRotation")
 
 
 @kopf.on.delete(*RESOURCE)

@@ -49,9 +49,13 @@ class Kube:
     """Async facade over the kubernetes client; every call runs off the event loop."""
 
     def __init__(self, api_client: k8s.ApiClient) -> None:
+        self.configuration = api_client.configuration
+        """Host, credentials and TLS of these calls, for the clients that stream (controller.secretwatch)."""
         self._custom = k8s.CustomObjectsApi(api_client)
         self._core = k8s.CoreV1Api(api_client)
         self._coordination = k8s.CoordinationV1Api(api_client)
+        self._authentication = k8s.AuthenticationV1Api(api_client)
+        self._authorization = k8s.AuthorizationV1Api(api_client)
         self._on_deployment: Callable[[dict[str, Any]], None] | None = None
 
     def observing(self, on_deployment: Callable[[dict[str, Any]], None]) -> Kube:
@@ -140,3 +144,18 @@ class Kube:
 
     async def delete_lease(self, namespace: str, name: str) -> None:
         await self._call(self._coordination.delete_namespaced_lease, name, namespace)
+
+    # Reviews answer who holds a caller's token and what that user may do (history.authz); the body of a
+    # TokenReview carries the token, so neither it nor the answer is ever logged here.
+    async def review_token(self, token: str, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+        """The status of a TokenReview of `token`: authenticated, user {username, uid, groups, extra}, error."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+        review = await self._call(self._authentication.create_token_review, body, _request_timeout=timeout)
+        return dict(self._core.api_client.sanitize_for_serialization(review.status) or {})
+
+    async def review_access(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+        """The status of a SubjectAccessReview of `spec` (user, groups, resource or non-resource attributes):
+        allowed, denied, reason."""
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+        review = await self._call(self._authorization.create_subject_access_review, body, _request_timeout=timeout)
+        return dict(self._core.api_client.sanitize_for_serialization(review.status) or {})

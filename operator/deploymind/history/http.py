@@ -1,7 +1,8 @@
 """The read-only history endpoint: GET /history/{namespace}/{name}?limit=N[&revision=R] → JSON, newest first.
 
-Reached by `deploymind history` through the Kubernetes API server's service proxy (so RBAC on services/proxy
-decides who reads it), or directly in the sandbox. Body (keys camelCase, times RFC 3339 UTC):
+Reached by `deploymind history` through the Kubernetes API server's service proxy, or directly (the sandbox). With
+`--history-auth kubernetes` only a caller whose bearer token names a user allowed to `get` that Deployment reads it
+(history/authz.py). Body (keys camelCase, times RFC 3339 UTC):
 
     {"namespace": "...", "name": "...",
      "rollouts": [{"id", "uid", "generation", "revision", "commit", "image", "digest", "trigger", "triggerDetail",
@@ -18,7 +19,8 @@ lines of each release of it that was refused (status and Events never carry them
     {"namespace", "name", "revision", "rollouts": [...], "reverts": [...],
      "logs": [{"uid", "attemptId", "revision", "lines": [str], "at"}]}
 
-Errors are JSON too: {"reason": CamelCase, "message": what to do} with 400, 404 (never recorded) or 503.
+Errors are JSON too: {"reason": CamelCase, "message": what to do} with 400, 401 (no or a bad token), 403 (not
+allowed), 404 (never recorded) or 503.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from deploymind.history.authz import Authorizer, DeploymentAccess, guarded
 from deploymind.history.records import CandidateLogs, Cleanup, Revert, ScanSummary, StepTransition
 from deploymind.history.store import AttemptHistory, HistoryStore, ObjectHistory, RevisionHistory
 
@@ -197,7 +200,12 @@ async def get_history(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def add_history_routes(app: web.Application, store: HistoryStore) -> None:
-    """Serve GET (and HEAD) /history/{namespace}/{name}[?revision=R] from `store`; other methods answer 405."""
+def _access(request: web.Request) -> DeploymentAccess:
+    return DeploymentAccess(request.match_info["namespace"], request.match_info["name"])
+
+
+def add_history_routes(app: web.Application, store: HistoryStore, authorizer: Authorizer | None = None) -> None:
+    """Serve GET (and HEAD) /history/{namespace}/{name}[?revision=R] from `store` to whom `authorizer` allows
+    (everyone without one); other methods answer 405."""
     app[STORE_KEY] = store
-    app.router.add_get("/history/{namespace}/{name}", get_history)
+    app.router.add_get("/history/{namespace}/{name}", guarded(get_history, authorizer, _access))

@@ -128,10 +128,11 @@ async def run_sandbox(options: SandboxOptions) -> int:
         if options.target_policy is not None:
             targets["target_policy"] = options.target_policy
         # Local targets keep their files in the state dir; ssm and ssh hosts (AWS_ENDPOINT_URL's instances too)
-        # choose their own directory, as under `deploymind run`.
+        # choose their own directory, as under `deploymind run`. History is open: the sandbox's one user is its
+        # token-less admin, and it prints the direct URL for anyone on this machine.
         settings = Settings(state_dir=state / "operator", local_host_dir=str(state / "host"),
                             allow_local_transport=True, allow_file_repos=True, local_docker_host=docker_host,
-                            **targets, **options.ssm_settings)
+                            history_auth="none", **targets, **options.ssm_settings)
         ready = asyncio.Event()
         reaper.apps_may_run()
         operator = asyncio.create_task(run_operator(
