@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,15 @@ class Kube:
     def start(cls, directory: Path) -> Kube:
         api = ApiServer(crds=project_crds()).start()
         return cls(api=api, kubeconfig=api.write_kubeconfig(directory / "kubeconfig"))
+
+    def kubeconfig_for(self, user: str, groups: Iterable[str] = (), *, namespace: str = "default") -> Path:
+        """A kubeconfig next to the admin's whose fresh bearer token authenticates as `user` (in `groups`, plus
+        `system:authenticated` and, for `system:serviceaccount:<ns>:<name>`, the ServiceAccount groups); what it
+        may do is up to the RBAC objects in the emulator."""
+        token = secrets.token_urlsafe(24)
+        self.emulator.add_token(token, user, tuple(groups))
+        path = self.kubeconfig.parent / f"kubeconfig-{re.sub(r'[^A-Za-z0-9_.-]+', '-', user)}-{secrets.token_hex(4)}"
+        return self.api.write_kubeconfig(path, namespace, token=token)
 
     def stop(self) -> None:
         self.api.stop()

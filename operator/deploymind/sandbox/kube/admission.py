@@ -117,9 +117,18 @@ def _metadata_errors(rt: ResourceType, obj: JsonObj) -> list[FieldError]:
         return [fe.required("metadata.name", "name or generateName is required")]
     if rt.key == ("", "v1", "namespaces"):
         return [] if is_dns_label(name) else [fe.invalid("metadata.name", name, _LABEL_HELP)]
+    if rt.group == "rbac.authorization.k8s.io":  # path segment names: `system:discovery` is valid
+        return [fe.invalid("metadata.name", name, detail) for detail in _path_segment_errors(name)]
     if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
         return [fe.invalid("metadata.name", name, _SUBDOMAIN_HELP)]
     return []
+
+
+def _path_segment_errors(name: str) -> list[str]:
+    """apimachinery `path.IsValidPathSegmentName`."""
+    if name in (".", ".."):
+        return [f"may not be '{name}'"]
+    return [f"may not contain '{c}'" for c in "/%" if c in name]
 
 
 def _fold_string_data(secret: JsonObj) -> None:

@@ -1,4 +1,4 @@
-"""Run the emulator as an HTTP Kubernetes API server on 127.0.0.1.
+"""Run the emulator as an HTTP Kubernetes API server on 127.0.0.1 (and HTTPS, for clients with tokens).
 
 Two ways: in its own thread and event loop (`ApiServer().start()` / `with ApiServer() as api:`), usable from
 synchronous tests and from any other thread or loop; or inside the caller's running loop
@@ -8,6 +8,7 @@ synchronous tests and from any other thread or loop; or inside the caller's runn
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import aiohttp.web
 import yaml
 
+from deploymind.sandbox.kube import tls
 from deploymind.sandbox.kube.emulator import RealisticEmulator
 from deploymind.sandbox.kube.resources import ResourceType
 
@@ -31,7 +33,11 @@ class ApiServerError(Exception):
 
 
 class ApiServer:
-    """The emulator on `http://127.0.0.1:<free port>`; `.url`, `.emulator`, `.install_crd()`, `.stop()`."""
+    """The emulator on `http://127.0.0.1:<free port>`; `.url`, `.emulator`, `.install_crd()`, `.stop()`.
+
+    The same emulator also answers on `.https_url` (another free port, a certificate signed by `.ca_pem`): client-go
+    sends a kubeconfig's bearer token to `https://` servers only.
+    """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, crds: Iterable[dict[str, Any]] = ()) -> None:
         self.host = host
@@ -40,6 +46,8 @@ class ApiServer:
         self._emulator: RealisticEmulator | None = None
         self._runner: aiohttp.web.ServerRunner | None = None
         self._port: int | None = None
+        self._https_port: int | None = None
+        self._certificate: tls.ServingCertificate | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
@@ -57,6 +65,19 @@ class ApiServer:
         if self._port is None:
             raise ApiServerError("the emulator is not running: call start() or enter it first")
         return self._port
+
+    @property
+    def https_url(self) -> str:
+        if self._https_port is None:
+            raise ApiServerError("the emulator is not running: call start() or enter it first")
+        return f"https://{self.host}:{self._https_port}"
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The CA that signed the HTTPS listener's certificate (PEM)."""
+        if self._certificate is None:
+            raise ApiServerError("the emulator is not running: call start() or enter it first")
+        return self._certificate.ca_pem
 
     @property
     def emulator(self) -> RealisticEmulator:
@@ -89,13 +110,19 @@ class ApiServer:
 
         return asyncio.run_coroutine_threadsafe(on_loop(), loop).result(timeout)
 
-    def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
-        """A kubeconfig for this server: no credentials, context namespace `namespace`."""
+    def write_kubeconfig(self, path: Path, namespace: str = "default", token: str | None = None) -> Path:
+        """A kubeconfig for this server, context namespace `namespace`: plain HTTP without credentials (the
+        admin), or HTTPS with a bearer `token` (one registered with `emulator.add_token`) and the CA to trust."""
+        cluster: dict[str, str] = {"server": self.url}
+        user: dict[str, str] = {}
+        if token:
+            cluster = {"server": self.https_url, "certificate-authority-data": base64.b64encode(self.ca_pem).decode()}
+            user = {"token": token}
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "emulator", "user": {}}],
+            "clusters": [{"name": "emulator", "cluster": cluster}],
+            "users": [{"name": "emulator", "user": user}],
             "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "emulator",
                                                           "namespace": namespace}}],
             "current-context": "emulator",
@@ -168,16 +195,24 @@ class ApiServer:
         self._emulator = emulator
         for crd in self._crds:
             emulator.install_crd(crd)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._requested_port))
+        sock = self._socket(self._requested_port)
         self._port = int(sock.getsockname()[1])
+        tls_sock = self._socket(0)
+        self._https_port = int(tls_sock.getsockname()[1])
+        self._certificate = tls.issue(self.host)
         # A client that disconnects ends its watch at once (not at its timeout), and stopping does not wait
         # for open watches: they are cancelled after a short grace period.
         server = aiohttp.web.Server(emulator, handler_cancellation=True)
         self._runner = aiohttp.web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         await aiohttp.web.SockSite(self._runner, sock).start()
+        await aiohttp.web.SockSite(self._runner, tls_sock, ssl_context=self._certificate.server_context()).start()
+
+    def _socket(self, port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, port))
+        return sock
 
     async def _close(self) -> None:
         if self._runner is not None:
@@ -186,4 +221,5 @@ class ApiServer:
         if self._emulator is not None:
             await self._emulator.__aexit__(None, None, None)
         self._port = None
+        self._https_port = None
         self._loop = None

@@ -1,14 +1,21 @@
 """The emulator's audit log: one record per request, so tests can assert what a client really did.
 
 Verbs are the apiserver's audit verbs (get, list, watch, create, update, patch, delete, deletecollection);
-`resource` is `plural.group` (`deployments.deploymind.io`, `secrets` for the core group), as in RBAC.
+`resource` is `plural.group` (`deployments.deploymind.io`, `secrets` for the core group), as in RBAC; `user` is
+the user the request ran as (after impersonation; empty when it failed authentication).
+
+Besides the bounded records, the log keeps every distinct set of request attributes each user asked for, without
+bound (it grows with the API surface and the objects a client names, not with the number of requests), so a test
+at the end of a whole suite can compare what a client did with the RBAC rules it is meant to run under.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from deploymind.sandbox.kube.request_info import RequestAttributes
 
 
 @dataclass
@@ -23,6 +30,10 @@ class AuditRecord:
     subresource: str | None = None
     code: int | None = None
     user_agent: str = ""
+    user: str = ""
+    api_group: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    """The query parameters (a watch's fieldSelector and resourceVersion, for example)."""
 
 
 class AuditLog:
@@ -31,12 +42,28 @@ class AuditLog:
 
     def __init__(self, capacity: int = 100_000) -> None:
         self._records: deque[AuditRecord] = deque(maxlen=capacity)
+        self._requested: dict[str, set[RequestAttributes]] = {}
         self._lock = threading.Lock()
 
     def add(self, record: AuditRecord) -> AuditRecord:
         with self._lock:
             self._records.append(record)
         return record
+
+    def note(self, user: str, attributes: RequestAttributes) -> None:
+        """Count `attributes` among what `user` has requested."""
+        with self._lock:
+            self._requested.setdefault(user, set()).add(attributes)
+
+    def requesters(self) -> list[str]:
+        """Every user that has made an authenticated request, sorted."""
+        with self._lock:
+            return sorted(self._requested)
+
+    def requested_by(self, user: str) -> set[RequestAttributes]:
+        """The distinct attributes of every request `user` made, allowed or not (kept even when `clear()` runs)."""
+        with self._lock:
+            return set(self._requested.get(user, ()))
 
     @property
     def records(self) -> list[AuditRecord]:

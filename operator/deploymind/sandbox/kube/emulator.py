@@ -6,8 +6,11 @@ deletionTimestamp; the status subresource isolated both ways; no-op writes that 
 version, no event); label and field selectors; lists and watches kubectl and client-go accept (Tables, resumable
 watches, 410 when too old, BOOKMARKs, timeouts); CRDs created through the API become served resources, with
 their schema, defaults, pruning, `fieldValidation=Strict` and CEL rules enforced; namespaces own their objects.
-Every request lands in `audit`. Gaps, on purpose: no field ownership for server-side apply, no admission
-webhooks, no garbage collection of ownerReferences, no built-in controllers (a Deployment never gets pods).
+Bearer tokens registered with `add_token` authenticate (401 for others) and RBAC over the stored roles and
+bindings authorizes (403); a request without credentials is `system:admin`, who may do anything (`access.py`);
+the review APIs answer with the same verdicts (`reviews.py`). Every request lands in `audit`, under its user.
+Gaps, on purpose: no field ownership for server-side apply, no admission webhooks, no garbage collection of
+ownerReferences, no built-in controllers (a Deployment never gets pods) but the ClusterRole aggregator.
 Services proxy (`services/{name}:{port}/proxy/…`) to their targetPort on 127.0.0.1 (`service_proxy.py`).
 """
 
@@ -15,21 +18,30 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
 import random
 import string
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
-from deploymind.sandbox.kube import api_errors, openapi, patches, protobuf, service_proxy, tables
+from deploymind.sandbox.kube import api_errors, bodies, openapi, patches, rbac, rbac_defaults, reviews, service_proxy, tables
 from deploymind.sandbox.kube import field_errors as fe
+from deploymind.sandbox.kube.access import Access
 from deploymind.sandbox.kube.admission import STRICT, WARN, admit, warning_header
 from deploymind.sandbox.kube.api_errors import ApiError
+from deploymind.sandbox.kube.audit import AuditRecord
+from deploymind.sandbox.kube.auth import UserInfo
 from deploymind.sandbox.kube.kmock_boundary import Call, EmulatorBase, Key, Reply
-from deploymind.sandbox.kube.resources import BUILTINS, CRD_KEY, NAMESPACE_KEY, VERBS, ResourceType, from_crd
+from deploymind.sandbox.kube.resources import (
+    BUILTINS,
+    CLUSTER_ROLE_KEY,
+    CRD_KEY,
+    NAMESPACE_KEY,
+    RBAC_KEYS,
+    ResourceType,
+    from_crd,
+)
 from deploymind.sandbox.kube.selectors import matches_fields, matches_labels
 from deploymind.sandbox.kube.watches import EventLog, WatchRequest, stream
 
@@ -62,15 +74,19 @@ class RealisticEmulator(EmulatorBase):
 
     types: dict[Key, ResourceType]
     events: EventLog
+    access: Access
 
     def setup(self) -> None:
         self.types = {}
         self.events = EventLog()
         self._rv = 0
+        self.access = Access(lambda: (obj for key in RBAC_KEYS for obj in self.stored_all(key)), lambda: self._rv)
         for rt in BUILTINS:
             self._declare(rt)
         for name in DEFAULT_NAMESPACES:
             self._create(self.types[NAMESPACE_KEY], {"metadata": {"name": name}}, None, WriteOptions())
+        for manifest in rbac_defaults.MANIFESTS:
+            self.create_object(manifest)
 
     # ------------------------------------------------------------ public helpers
     @property
@@ -95,6 +111,12 @@ class RealisticEmulator(EmulatorBase):
             self._update(rt, current, body, WriteOptions(STRICT))
         return [t for t in self.types.values() if t.crd_name == name]
 
+    def add_token(self, token: str, user: str, groups: tuple[str, ...] | list[str] = (),
+                  uid: str | None = None) -> UserInfo:
+        """Accept `Authorization: Bearer <token>` as `user` (in `groups`, `system:authenticated`, and the
+        ServiceAccount groups when `user` is `system:serviceaccount:<ns>:<name>`); callable from any thread."""
+        return self.access.tokens.add(token, user, groups, uid)
+
     def create_object(self, obj: JsonObj) -> JsonObj:
         """Create one object as a client's POST would; raises its ApiError (409 when it exists, 404 without its
         namespace or type). Must run on the emulator's event loop thread (`ApiServer.create` takes care of that)."""
@@ -111,6 +133,10 @@ class RealisticEmulator(EmulatorBase):
     def claims(self, call: Call) -> bool:
         return call.key is not None or call.path == "/version" or call.path.startswith("/openapi/")
 
+    def admit(self, method: str, path: str, params: Mapping[str, str], headers: Mapping[str, list[str]],
+              record: AuditRecord) -> UserInfo:
+        return self.access.admit(method, path, params, headers, self.audit, record)
+
     async def serve(self, call: Call) -> Reply:
         if call.key is None:
             return self._serve_special(call)
@@ -122,6 +148,11 @@ class RealisticEmulator(EmulatorBase):
                 call.subresource and call.subresource not in rt.subresources):
             raise api_errors.resource_not_found(call.path)
         verb = call.record.verb
+        if rt.group in reviews.GROUPS:
+            if verb != "create":
+                raise api_errors.method_not_allowed(verb, rt.qualified)
+            answer = reviews.review(rt, bodies.decode(call), self._url_namespace(rt, call), call.user, self.access)
+            return _reply(answer, 201, [])
         if verb == "watch":
             return self._watch(rt, call)
         if verb == "list":
@@ -130,7 +161,7 @@ class RealisticEmulator(EmulatorBase):
             return self._delete_collection(rt, call)
         if verb == "create":
             namespace = self._url_namespace(rt, call)
-            obj, warnings = self._create(rt, self._decode(call), namespace, WriteOptions.of(call))
+            obj, warnings = self._create(rt, bodies.decode(call), namespace, WriteOptions.of(call))
             return _reply(obj, 201, warnings)
         assert call.name is not None  # the remaining verbs address one object
         current = self.stored(rt.key, call.namespace if rt.namespaced else None, call.name)
@@ -143,7 +174,7 @@ class RealisticEmulator(EmulatorBase):
         if verb == "get":
             return self._get(rt, call, current)
         if verb == "update":
-            obj, warnings = self._update(rt, current, self._decode(call), WriteOptions.of(call))
+            obj, warnings = self._update(rt, current, bodies.decode(call), WriteOptions.of(call))
             return _reply(obj, 200, warnings)
         if verb == "patch":
             body = patches.parse_body(call.text, call.content_type)
@@ -155,7 +186,7 @@ class RealisticEmulator(EmulatorBase):
             obj, warnings = self._update(rt, current, patched, WriteOptions.of(call))
             return _reply(obj, 200, warnings)
         if verb == "delete":
-            return _reply(self._delete(rt, current, self._delete_options(call)), 200, [])
+            return _reply(self._delete(rt, current, bodies.delete_options(call)), 200, [])
         raise api_errors.method_not_allowed(verb, rt.qualified)
 
     def _serve_special(self, call: Call) -> Reply:
@@ -207,6 +238,7 @@ class RealisticEmulator(EmulatorBase):
         self.events.append(rt.key, "ADDED", obj, self._rv)
         for t in new_types:
             self._declare(t)
+        self._aggregate_cluster_roles(rt)
         return obj, warnings
 
     def _update(self, rt: ResourceType, current: JsonObj, body: JsonObj,
@@ -260,6 +292,7 @@ class RealisticEmulator(EmulatorBase):
         self.events.append(rt.key, "MODIFIED", new, self._rv)
         if new_types is not None:
             self._redeclare(str(new_meta["name"]), new_types)
+        self._aggregate_cluster_roles(rt)
         return new, warnings
 
     def _delete(self, rt: ResourceType, current: JsonObj, options: JsonObj) -> JsonObj:
@@ -289,13 +322,14 @@ class RealisticEmulator(EmulatorBase):
         meta = obj["metadata"]
         self.unstore(rt.key, meta.get("namespace"), meta["name"])
         self.events.append(rt.key, "DELETED", obj, self._rv)
+        self._aggregate_cluster_roles(rt)
         if rt.key == CRD_KEY:
             self._redeclare(meta["name"], [])
         if rt.namespaced:
             self._reap_namespace(str(meta["namespace"]))
 
     def _delete_collection(self, rt: ResourceType, call: Call) -> Reply:
-        options = self._delete_options(call)
+        options = bodies.delete_options(call)
         deleted = [self._delete(rt, obj, options) for obj in self._selected(rt, call)]
         return Reply(body={"apiVersion": rt.api_version, "kind": f"{rt.kind}List",
                            "metadata": {"resourceVersion": str(self._rv)}, "items": deleted})
@@ -333,9 +367,19 @@ class RealisticEmulator(EmulatorBase):
         self.unstore(NAMESPACE_KEY, None, name)
         self.events.append(NAMESPACE_KEY, "DELETED", ns, self._rv)
 
+    def _aggregate_cluster_roles(self, written: ResourceType) -> None:
+        """The clusterrole-aggregation controller, run at once: once a ClusterRole changed, the stored rules of
+        every aggregated ClusterRole are the union of those of the ClusterRoles it selects."""
+        if written.key != CLUSTER_ROLE_KEY:
+            return
+        for role in rbac.stale_aggregates(self.stored_all(CLUSTER_ROLE_KEY)):
+            role["metadata"]["resourceVersion"] = str(self._next_rv())
+            self.store(CLUSTER_ROLE_KEY, None, role["metadata"]["name"], role)
+            self.events.append(CLUSTER_ROLE_KEY, "MODIFIED", role, self._rv)
+
     def _declare(self, rt: ResourceType) -> None:
         self.types[rt.key] = rt
-        self.declare(rt.key, kind=rt.kind, singular=rt.singular, namespaced=rt.namespaced, verbs=VERBS,
+        self.declare(rt.key, kind=rt.kind, singular=rt.singular, namespaced=rt.namespaced, verbs=rt.verbs,
                      short_names=rt.short_names, categories=rt.categories, subresources=rt.subresources)
 
     def _redeclare(self, crd_name: str, types: list[ResourceType]) -> None:
@@ -401,30 +445,6 @@ class RealisticEmulator(EmulatorBase):
         )
         call.record.code = 200  # the audit record of a watch is complete once the stream is accepted
         return Reply(stream=stream(self.events, request, snapshot, self._rv))
-
-    # ------------------------------------------------------------ bodies
-    def _decode(self, call: Call) -> JsonObj:
-        content_type = call.content_type
-        try:
-            if protobuf.is_protobuf(call.body) or content_type == protobuf.CONTENT_TYPE:
-                body: Any = protobuf.decode(call.body)
-            elif content_type in ("application/yaml", "application/apply-patch+yaml"):
-                body = yaml.safe_load(call.text)
-            else:
-                body = json.loads(call.text or "null")
-        except protobuf.ProtobufError as e:
-            raise ApiError(415, "UnsupportedMediaType", str(e)) from e
-        except (ValueError, yaml.YAMLError) as e:
-            raise api_errors.bad_request(f"the request body could not be decoded: {e}") from e
-        if not isinstance(body, dict):
-            raise api_errors.bad_request("the request body must be a JSON object")
-        return body
-
-    def _delete_options(self, call: Call) -> JsonObj:
-        options = self._decode(call) if call.body.strip() else {}
-        if call.params.get("dryRun") == "All":
-            options["dryRun"] = ["All"]
-        return options
 
     def _url_namespace(self, rt: ResourceType, call: Call) -> str | None:
         if rt.namespaced and not call.namespace:

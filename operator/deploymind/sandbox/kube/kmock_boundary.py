@@ -20,6 +20,7 @@ from kmock._internal import parsing, rendering
 
 from deploymind.sandbox.kube.api_errors import ApiError
 from deploymind.sandbox.kube.audit import AuditLog, AuditRecord
+from deploymind.sandbox.kube.auth import ADMIN, UserInfo
 
 JsonObj = dict[str, Any]
 Key = tuple[str, str, str]
@@ -60,6 +61,7 @@ class Call:
     name: str | None = None
     subresource: str | None = None
     record: AuditRecord = field(default_factory=lambda: AuditRecord(verb="", path=""))
+    user: UserInfo = ADMIN  # who the request runs as, authenticated and authorized already
 
     @property
     def key(self) -> Key | None:
@@ -87,7 +89,7 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def _call(request: Any, record: AuditRecord, raw_body: bytes | None = None) -> Call:
+def _call(request: Any, record: AuditRecord, raw_body: bytes | None = None, user: UserInfo = ADMIN) -> Call:
     resource = request.resource
     return Call(
         method=str(request.method.value if hasattr(request.method, "value") else request.method).upper(),
@@ -102,6 +104,7 @@ def _call(request: Any, record: AuditRecord, raw_body: bytes | None = None) -> C
         name=request.name,
         subresource=request.subresource,
         record=record,
+        user=user,
     )
 
 
@@ -111,6 +114,14 @@ def _is_text(body: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _all_headers(request: Any) -> dict[str, list[str]]:
+    """Every value of every header (Impersonate-Group may repeat), by lower-case name."""
+    found: dict[str, list[str]] = {}
+    for name, value in request._raw_request.headers.items():
+        found.setdefault(str(name).lower(), []).append(str(value))
+    return found
 
 
 def _verb(method: str, plural: str | None, name: str | None, params: Mapping[str, str]) -> str:
@@ -131,6 +142,7 @@ class EmulatorBase(kmock.KubernetesEmulator):
     def __attrs_post_init__(self) -> None:
         self.audit = AuditLog()
         self._records: dict[int, AuditRecord] = {}
+        self._users: dict[int, UserInfo] = {}
         self._raw_bodies: dict[int, bytes] = {}
         # Registered before kmock's own fallbacks, so these requests are ours; user reactions
         # (`emulator['get /x'] << 500`) still take precedence, which keeps fault injection possible.
@@ -148,6 +160,13 @@ class EmulatorBase(kmock.KubernetesEmulator):
 
     async def serve(self, call: Call) -> Reply:
         raise NotImplementedError
+
+    def admit(self, method: str, path: str, params: Mapping[str, str], headers: Mapping[str, list[str]],
+              record: AuditRecord) -> UserInfo:
+        """Who a request runs as, before anything serves it (even discovery); raise an ApiError to refuse it.
+        `headers`: lower-case names, every value of each. Fill in `record.user`."""
+        record.user = ADMIN.username
+        return ADMIN
 
     # ------------------------------------------------------------ object store (kmock's)
     def stored(self, key: Key, namespace: str | None, name: str) -> JsonObj | None:
@@ -222,7 +241,8 @@ class EmulatorBase(kmock.KubernetesEmulator):
         return record is not None and self.claims(_call(request, record, self._raw_body(request)))
 
     async def _react(self, request: Any) -> Any:
-        reply = await self.serve(_call(request, self._records[id(request)], self._raw_body(request)))
+        reply = await self.serve(_call(request, self._records[id(request)], self._raw_body(request),
+                                       self._users.get(id(request), ADMIN)))
         headers = dict(reply.headers)
         if reply.stream is not None:
             headers.setdefault("Content-Type", "application/json")
@@ -244,9 +264,12 @@ class EmulatorBase(kmock.KubernetesEmulator):
             resource=None if plural is None else (f"{plural}.{group}" if group else plural),
             namespace=request.namespace, name=request.name, subresource=request.subresource,
             user_agent=str(request.headers.get("User-Agent", "")),
+            params={str(k): str(v) for k, v in request.params.items()},
         ))
         self._records[id(request)] = record
         try:
+            self._users[id(request)] = self.admit(str(request.method.value).upper(), str(request.url.path),
+                                                  dict(request.params), _all_headers(request), record)
             # Skip KubernetesEmulator._handle (kmock's own writes); keep the reaction matching of RawHandler.
             response: aiohttp.web.StreamResponse = await kmock.KubernetesScaffold._handle(self, request)
         except ApiError as e:
@@ -258,6 +281,7 @@ class EmulatorBase(kmock.KubernetesEmulator):
             raise
         finally:
             self._records.pop(id(request), None)
+            self._users.pop(id(request), None)
             self._forget(request)
         record.code = response.status
         return response

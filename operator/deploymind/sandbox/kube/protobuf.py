@@ -3,7 +3,9 @@
 kubectl 1.35 (`create secret|configmap|namespace`) and Helm 4 (its Secret release storage) send built-in
 types as `application/vnd.kubernetes.protobuf`: the magic `k8s\\0`, then a `runtime.Unknown` envelope holding
 the type and the serialized object. Only the messages those clients send are described: v1 Secret,
-ConfigMap, Namespace, DeleteOptions and coordination.k8s.io/v1 Lease. Anything else is refused (415).
+ConfigMap, Namespace, DeleteOptions, coordination.k8s.io/v1 Lease, the rbac.authorization.k8s.io/v1 kinds
+(`kubectl create role|rolebinding|clusterrole|clusterrolebinding`) and the review kinds (`kubectl auth can-i|whoami`).
+Anything else is refused (415).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class ProtobufError(ValueError):
 @dataclass(frozen=True)
 class Field:
     """How one protobuf field maps to JSON: `kind` is string, int, bool, microtime, strings (repeated),
-    map (string→string), bytesmap (string→base64) or message (nested, described by `message`)."""
+    map (string→string), bytesmap (string→base64), message (nested, described by `message`) or messages
+    (repeated nested)."""
 
     name: str
     kind: str
@@ -53,6 +56,23 @@ _LEASE_SPEC = {
     7: Field("preferredHolder", "string"),
 }
 _PRECONDITIONS = {1: Field("uid", "string"), 2: Field("resourceVersion", "string")}
+_POLICY_RULE = {1: Field("verbs", "strings"), 2: Field("apiGroups", "strings"), 3: Field("resources", "strings"),
+                4: Field("resourceNames", "strings"), 5: Field("nonResourceURLs", "strings")}
+_SUBJECT = {1: Field("kind", "string"), 2: Field("apiGroup", "string"), 3: Field("name", "string"),
+            4: Field("namespace", "string")}
+_ROLE_REF = {1: Field("apiGroup", "string"), 2: Field("kind", "string"), 3: Field("name", "string")}
+_LABEL_SELECTOR = {1: Field("matchLabels", "map"), 2: Field("matchExpressions", "messages", {
+    1: Field("key", "string"), 2: Field("operator", "string"), 3: Field("values", "strings")})}
+_RESOURCE_ATTRIBUTES = {1: Field("namespace", "string"), 2: Field("verb", "string"), 3: Field("group", "string"),
+                        4: Field("version", "string"), 5: Field("resource", "string"),
+                        6: Field("subresource", "string"), 7: Field("name", "string")}
+_NON_RESOURCE_ATTRIBUTES = {1: Field("path", "string"), 2: Field("verb", "string")}
+_ACCESS_REVIEW_SPEC = {1: Field("resourceAttributes", "message", _RESOURCE_ATTRIBUTES),
+                       2: Field("nonResourceAttributes", "message", _NON_RESOURCE_ATTRIBUTES),
+                       3: Field("user", "string"), 4: Field("groups", "strings"), 6: Field("uid", "string")}
+_ROLE = {1: Field("metadata", "message", _META), 2: Field("rules", "messages", _POLICY_RULE)}
+_BINDING = {1: Field("metadata", "message", _META), 2: Field("subjects", "messages", _SUBJECT),
+            3: Field("roleRef", "message", _ROLE_REF)}
 MESSAGES: dict[str, dict[int, Field]] = {
     "Secret": {1: Field("metadata", "message", _META), 2: Field("data", "bytesmap"), 3: Field("type", "string"),
                4: Field("stringData", "map"), 5: Field("immutable", "bool")},
@@ -63,6 +83,21 @@ MESSAGES: dict[str, dict[int, Field]] = {
     "DeleteOptions": {1: Field("gracePeriodSeconds", "int"), 2: Field("preconditions", "message", _PRECONDITIONS),
                       3: Field("orphanDependents", "bool"), 4: Field("propagationPolicy", "string"),
                       5: Field("dryRun", "strings")},
+    "Role": _ROLE,
+    "ClusterRole": {**_ROLE, 3: Field("aggregationRule", "message", {
+        1: Field("clusterRoleSelectors", "messages", _LABEL_SELECTOR)})},
+    "RoleBinding": _BINDING,
+    "ClusterRoleBinding": _BINDING,
+    "SubjectAccessReview": {1: Field("metadata", "message", _META), 2: Field("spec", "message", _ACCESS_REVIEW_SPEC)},
+    "LocalSubjectAccessReview": {1: Field("metadata", "message", _META),
+                                 2: Field("spec", "message", _ACCESS_REVIEW_SPEC)},
+    "SelfSubjectAccessReview": {1: Field("metadata", "message", _META),
+                                2: Field("spec", "message", {k: _ACCESS_REVIEW_SPEC[k] for k in (1, 2)})},
+    "SelfSubjectRulesReview": {1: Field("metadata", "message", _META),
+                               2: Field("spec", "message", {1: Field("namespace", "string")})},
+    "SelfSubjectReview": {1: Field("metadata", "message", _META)},
+    "TokenReview": {1: Field("metadata", "message", _META),
+                    2: Field("spec", "message", {1: Field("token", "string"), 2: Field("audiences", "strings")})},
 }
 
 
@@ -115,6 +150,8 @@ def _convert(field: Field, values: list[Any]) -> Any:
         return _micro_time(bytes(last))
     if field.kind == "message" and field.message is not None:
         return _message(bytes(last), field.message)
+    if field.kind == "messages" and field.message is not None:
+        return [_message(bytes(v), field.message) for v in values]
     raise ProtobufError(f"unknown field kind {field.kind!r}")
 
 

@@ -18,6 +18,7 @@ from deploymind.sandbox.kube.field_errors import FieldError
 JsonObj = dict[str, Any]
 
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+CREATE_ONLY = ("create",)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ResourceType:
     rules: RuleSet = field(default_factory=lambda: RuleSet(None))
     printer_columns: tuple[JsonObj, ...] = ()
     crd_name: str = ""
+    verbs: tuple[str, ...] = VERBS
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -78,12 +80,28 @@ BUILTINS: tuple[ResourceType, ...] = (
                  singular="clusterrole"),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False,
                  singular="clusterrolebinding"),
+    # The review APIs: create-only, answered and never stored (reviews.py).
+    ResourceType("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", namespaced=False,
+                 singular="tokenreview", verbs=CREATE_ONLY),
+    ResourceType("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", namespaced=False,
+                 singular="selfsubjectreview", verbs=CREATE_ONLY),
+    ResourceType("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", namespaced=False,
+                 singular="subjectaccessreview", verbs=CREATE_ONLY),
+    ResourceType("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview",
+                 namespaced=False, singular="selfsubjectaccessreview", verbs=CREATE_ONLY),
+    ResourceType("authorization.k8s.io", "v1", "localsubjectaccessreviews", "LocalSubjectAccessReview",
+                 singular="localsubjectaccessreview", verbs=CREATE_ONLY),
+    ResourceType("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview",
+                 namespaced=False, singular="selfsubjectrulesreview", verbs=CREATE_ONLY),
     ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
                  namespaced=False, singular="customresourcedefinition", short_names=("crd", "crds"),
                  subresources=frozenset({"status"}), generation=True),
 )
 
 CRD_KEY = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+CLUSTER_ROLE_KEY = ("rbac.authorization.k8s.io", "v1", "clusterroles")
+RBAC_KEYS = (("rbac.authorization.k8s.io", "v1", "roles"), ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+             CLUSTER_ROLE_KEY, ("rbac.authorization.k8s.io", "v1", "clusterrolebindings"))
 NAMESPACE_KEY = ("", "v1", "namespaces")
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")

@@ -1,4 +1,5 @@
-"""Label and field selectors (`?labelSelector=app=web,tier!=db`, `?fieldSelector=metadata.name=x`).
+"""Label and field selectors (`?labelSelector=app=web,tier!=db`, `?fieldSelector=metadata.name=x`), and the
+structured label selectors of API objects (`matchLabels`, `matchExpressions`).
 
 The grammar of k8s.io/apimachinery/pkg/labels: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a)`, `k`, `!k`;
 field selectors support `=`, `==`, `!=` on dotted paths. A selector that does not parse is a 400, as in a cluster.
@@ -72,3 +73,24 @@ def matches_fields(selector: str, obj: dict[str, Any]) -> bool:
 def _malformed(kind: str, selector: str) -> ApiError:
     return bad_request(f"unable to parse requirement: invalid {kind} selector {selector!r}; "
                        "use key=value, key!=value, key in (a,b), key or !key")
+
+
+def matches_label_selector(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether `labels` satisfy a structured `metav1.LabelSelector` (matchLabels, matchExpressions); `{}` matches
+    everything, as `LabelSelectorAsSelector` makes it."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, op, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+        present = key in labels
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            return False  # an invalid selector selects nothing
+        if op == "In" and not (present and labels[key] in values):
+            return False
+        if op == "NotIn" and present and labels[key] in values:
+            return False
+        if op == "Exists" and not present:
+            return False
+        if op == "DoesNotExist" and present:
+            return False
+    return True

@@ -3,7 +3,9 @@
 A real API server forwards to a pod behind the Service. The emulator has no pods: it forwards to the Service
 port's `targetPort` (its `port` when targetPort is absent or names a container port) on 127.0.0.1, so whatever
 listens there on this machine (the operator's HTTP server in the tests and the sandbox) plays the pod. Only
-loopback is ever a target, and only plain HTTP.
+loopback is ever a target, and only plain HTTP. Like the real server, it forwards every header but the
+credentials it consumed: Authorization and the Impersonate-* headers (so a backend that wants the caller's token
+must be sent it in another header, such as X-Deploymind-Authorization).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import aiohttp
 
 from deploymind.sandbox.kube import api_errors
 from deploymind.sandbox.kube.api_errors import ApiError
+from deploymind.sandbox.kube.impersonation import is_impersonation
 from deploymind.sandbox.kube.kmock_boundary import Call, Reply
 
 JsonObj = dict[str, Any]
@@ -65,7 +68,8 @@ async def forward(call: Call, service: JsonObj | None) -> Reply:
     if scheme != "http":
         raise ApiError(503, "ServiceUnavailable", f"the emulator proxies plain http only, not {scheme!r}")
     url = f"http://127.0.0.1:{target_port(service, port)}{_path(call)}"
-    headers = {k: v for k, v in call.headers.items() if k not in _HOP_BY_HOP and k != "authorization"}
+    headers = {k: v for k, v in call.headers.items()
+               if k not in _HOP_BY_HOP and k != "authorization" and not is_impersonation(k)}
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)) as session, \
                 session.request(call.method, url, params=dict(call.params), data=call.body or None,
