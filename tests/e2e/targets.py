@@ -10,18 +10,22 @@ and `operator_env` fixtures give it what that transport needs.
 A module opts in by importing the fixtures (by their function names; pytest sees them by their fixture names):
 `from targets import Target, over, operator_env_fixture, target_fixture, transport_env_fixture, transport_fixture`;
 a module with its own `operator_env` builds it on `transport_env` instead of importing `operator_env_fixture`.
+`ssm_leftovers` says what a scenario left in AWS that it must not (nothing to look at for the other transports).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from dm import Cluster
 
-from world.moto_ssm import MotoServer, run_instance
+from deploymind.settings import Settings
+from world.moto_ssm import MotoServer, command_history, objects_under, parameters_under, run_instance
 from world.moto_ssm import client as aws_client
 from world.sshd import Sshd
 
@@ -44,12 +48,31 @@ class Target:
     period_s: int
     """The shortest health-probe period the transport allows a test (1 s; 30 s through SSM)."""
     instance_id: str | None = None
+    moto: MotoServer | None = None
+    """ssm: the moto server the instance is on."""
+    bucket: str | None = None
+    """ssm: the operator's build bucket."""
 
     @property
     def ssm(self) -> bool:
         return self.transport == "ssm"
 
 
+def ssm_leftovers(target: Target, namespace: str, secrets: Iterable[str] = ()) -> list[str]:
+    """Through SSM, what the namespace's rollouts left where each call must leave nothing: parameters under its
+    Parameter Store prefix, objects under its build prefix, and any of `secrets` in SSM's command history (the
+    command texts and every invocation's output). Nothing for the other transports."""
+    if not target.ssm:
+        return []
+    assert target.moto is not None and target.bucket is not None and target.instance_id is not None
+    left = [f"parameter {name}" for name in parameters_under(target.moto, f"{Settings.parameter_prefix}/{namespace}")]
+    left += [f"s3://{target.bucket}/{key}"
+             for key in objects_under(target.moto, target.bucket, f"{Settings.build_prefix}{namespace}/")]
+    history = command_history(target.moto, target.instance_id)
+    assert history, f"no SSM command was sent to {target.instance_id}"
+    text = json.dumps(history, default=str)
+    left += [f"a secret value ({secret[:6]}…) in SSM's command history" for secret in secrets if secret in text]
+    return left
 
 
 def ssh_target(cluster: Cluster, sshd: Sshd) -> dict[str, Any]:
@@ -90,11 +113,13 @@ def operator_env_fixture(transport_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(name="target")
-def target_fixture(transport: str, cluster: Cluster, namespace: str, request: pytest.FixtureRequest) -> Target:
+def target_fixture(transport: str, cluster: Cluster, namespace: str, transport_env: dict[str, str],
+                   request: pytest.FixtureRequest) -> Target:
     if transport == "ssh":
         return Target("ssh", ssh_target(cluster, request.getfixturevalue("sshd")), period_s=1)
     if transport == "ssm":
-        instance_id = ssm_instance(request.getfixturevalue("moto_server"), namespace)
+        server: MotoServer = request.getfixturevalue("moto_server")
+        instance_id = ssm_instance(server, namespace)
         return Target("ssm", {"transport": "ssm", "instanceId": instance_id}, period_s=SSM_PERIOD_S,
-                      instance_id=instance_id)
+                      instance_id=instance_id, moto=server, bucket=transport_env["DEPLOYMIND_BUILD_BUCKET"])
     return Target("local", {"transport": "local"}, period_s=1)

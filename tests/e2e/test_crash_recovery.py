@@ -1,11 +1,13 @@
 """The operator killed (SIGKILL) at each step of a rollout and started again converges: one container, the right
 revision, a true status.
 
-One Deployment rolls out four revisions; the operator dies during a different step of each:
+One Deployment rolls out three revisions; the operator dies during a different step of each:
 - source: inside `git ls-remote` (a `git` first on the operator's PATH holds while a file exists);
 - build: while the host runs `docker build` (the revision's Dockerfile has a slow step);
-- release: while the detached host job waits for a slow-starting candidate (the job must finish without us);
 - after the release, before its status is written (the API server holds that status write until the kill).
+And over each transport (local, ssh, ssm), during the release: while the detached host job waits for a
+slow-starting candidate (the job must finish without us, and through SSM the restarted operator removes what the
+killed one left in Parameter Store).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import pytest
 from dm import Cluster, Operator, docker, http_get, leave_no_trace, ready, wait_for
 from dm import deployment as deployment_of
 from kmock._internal.rendering import Request, Response
+from targets import Target, operator_env_fixture, over, ssm_leftovers, target_fixture, transport_env_fixture, transport_fixture  # noqa: F401
+from test_secrets import ENV_NAME, SECRET, container_env, secret_manifest
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import DEFAULT_PORT, DOCKERFILE, START_SCRIPT, AppRepo
@@ -78,8 +82,11 @@ def crashable(kube: Kube, docker_engine: DockerEngine, namespace: str, world_roo
     leave_no_trace(op, docker_engine, namespace)
 
 
-def deployment(name: str, repo: AppRepo, port: int) -> dict[str, Any]:
-    return deployment_of(name, repo, port, healthCheck={"startupTimeoutSeconds": 20}, rollback={"bakeSeconds": 0})
+def deployment(name: str, repo: AppRepo, port: int, target: Target | None = None, **spec: Any) -> dict[str, Any]:
+    """No bake; on `target` (default: local), probed as often as it allows."""
+    return deployment_of(name, repo, port, target=target.spec if target else {"transport": "local"},
+                         healthCheck={"startupTimeoutSeconds": 20, "periodSeconds": target.period_s if target else 1},
+                         rollback={"bakeSeconds": 0}, **spec)
 
 
 def commit_slow_build(repo: AppRepo, body: str) -> str:
@@ -218,24 +225,7 @@ def test_an_operator_killed_at_any_step_of_a_rollout_converges_after_a_restart(
     op.start()
     assert_converged(cluster, host, port, commit, body, "during-build")
 
-    # 3. During release: the detached host job waits for a slow candidate and must finish on its own.
-    body = f"release {tag}\n"
-    commit = commit_slow_start(app_repo, body)
-    cluster.annotate("web", "deploymind.io/requested-at", "during-release")
-    revision = wait_for(lambda: (s := cluster.status("web")).get("desiredRevision", "").startswith(commit[:12])
-                        and s["desiredRevision"], 30, "the new revision resolved")
-    wait_for(lambda: host.release_file(revision, "job.sh").exists(), 30, "the release job started on the host")
-    op.kill()
-    result_file = host.release_file(revision, "result.json")
-    wait_for(result_file.exists, 60, "the orphaned release job's result")
-    job = json.loads(result_file.read_text())
-    assert job["result"] == "Released", job
-    op.start()
-    assert_converged(cluster, host, port, commit, body, "during-release")
-    # The restarted operator read the job's result instead of releasing again.
-    assert host.stable_id() == job["container_id"]
-
-    # 4. After the release, before the status write that records it.
+    # 3. After the release, before the status write that records it.
     body = f"after {tag}\n"
     commit = commit_plain(app_repo, body)
     hold = StatusWriteHold(kube, cluster.namespace, "web", commit)
@@ -249,3 +239,39 @@ def test_an_operator_killed_at_any_step_of_a_rollout_converges_after_a_restart(
     op.start()
     assert_converged(cluster, host, port, commit, body, "after-release")
     assert host.stable_id() == switched
+
+
+@over("local", "ssh", "ssm")
+def test_an_operator_killed_while_the_host_releases_converges_after_a_restart(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, target: Target, docker_engine: DockerEngine,
+        namespace: str) -> None:
+    value = f"s3cret-{uuid.uuid4().hex}"
+    cluster.run("create", "-f", "-", input=secret_manifest(value))
+    port = free_port()
+    env = [{"name": ENV_NAME, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "token"}}}]
+    cluster.apply(deployment("web", app_repo, port, target, container={"port": port, "env": env}))
+    host = Host(docker_engine, operator.host_dir, cluster.get("web")["metadata"]["uid"])
+    assert_converged(cluster, host, port, app_repo.head(), "revision 1\n")
+
+    # The detached host job waits for a slow candidate and must finish on its own.
+    body = "released while the operator was down\n"
+    commit = commit_slow_start(app_repo, body)
+    cluster.annotate("web", "deploymind.io/requested-at", "during-release")
+    revision = wait_for(lambda: (s := cluster.status("web")).get("desiredRevision", "").startswith(commit[:12])
+                        and s["desiredRevision"], 30, "the new revision resolved")
+    wait_for(lambda: host.release_file(revision, "job.sh").exists(), 30, "the release job started on the host")
+    operator.kill()
+    if target.ssm:
+        # The killed call never removed the env file's copy it had put in Parameter Store.
+        left = ssm_leftovers(target, namespace, [value])
+        assert left and all(item.startswith("parameter ") for item in left), left
+    result_file = host.release_file(revision, "result.json")
+    wait_for(result_file.exists, 60, "the orphaned release job's result")
+    job = json.loads(result_file.read_text())
+    assert job["result"] == "Released", job
+    operator.start()
+    assert_converged(cluster, host, port, commit, body, "during-release")
+    # The restarted operator read the job's result instead of releasing again.
+    assert host.stable_id() == job["container_id"]
+    assert container_env(docker_engine, f"dm-{host.uid[:8]}")[ENV_NAME] == value
+    assert ssm_leftovers(target, namespace, [value]) == []

@@ -1,4 +1,5 @@
-"""A Secret-valued env var reaches the app's container and nothing else; rotating the Secret redeploys.
+"""A Secret-valued env var reaches the app's container and nothing else; rotating the Secret redeploys (over ssh and
+ssm, and through SSM nothing is left in Parameter Store or S3, nor a value in SSM's command history).
 
 "Nothing else" is checked where a value could leak: the object's status and Events, the operator's log and files,
 the host's release files, every process command line on the host while releases run (the release script text
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from dm import Cluster, Operator, docker, http_get, ready, wait_for
+from targets import Target, operator_env_fixture, over, ssm_leftovers, target_fixture, transport_env_fixture, transport_fixture  # noqa: F401
 
 from deploymind.commands.docker import INSPECT_FORMAT, STATE_FORMAT
 from deploymind.sandbox.docker_engine import DockerEngine
@@ -33,15 +35,17 @@ ENV_NAME = "APP_TOKEN"
 LEAK_LINE = 'echo "token is ${APP_TOKEN}"\n'
 
 
-def deployment(name: str, repo: AppRepo, port: int) -> dict[str, Any]:
+def deployment(name: str, repo: AppRepo, port: int, target: Target | None = None) -> dict[str, Any]:
+    """On `target` (default: local), probed as often as it allows."""
     return {"apiVersion": "deploymind.io/v1alpha1", "kind": "Deployment", "metadata": {"name": name}, "spec": {
         "source": {"repo": repo.url, "ref": "main"},
-        "target": {"transport": "local"},
+        "target": target.spec if target else {"transport": "local"},
         "container": {"port": port, "env": [
             {"name": ENV_NAME, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "token"}}},
             {"name": "GREETING", "value": "hello"},
         ]},
-        "healthCheck": {"path": "/health", "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3,
+        "healthCheck": {"path": "/health", "periodSeconds": target.period_s if target else 1, "timeoutSeconds": 1,
+                        "failureThreshold": 3,
                         "startupTimeoutSeconds": 5},
         "rollback": {"auto": True, "bakeSeconds": 0},
     }}
@@ -178,11 +182,12 @@ def test_a_secret_env_value_reaches_the_container_and_nowhere_else(
     assert secret_value in docker(docker_engine, "container", "inspect", stable)
 
 
+@over("ssh", "ssm")
 def test_rotating_the_secret_redeploys_and_editing_the_health_check_does_not(
-        cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine,
-        secret_value: str) -> None:
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine, target: Target,
+        namespace: str, secret_value: str) -> None:
     port = free_port()
-    cluster.apply(deployment("web", app_repo, port))
+    cluster.apply(deployment("web", app_repo, port, target))
     first = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 60, "phase Deployed")
     stable = f"dm-{cluster.get('web')['metadata']['uid'][:8]}"
     first_container = container_id(docker_engine, stable)
@@ -206,3 +211,5 @@ def test_rotating_the_secret_redeploys_and_editing_the_health_check_does_not(
     assert container_env(docker_engine, stable)[ENV_NAME] == rotated
     assert http_get(port) == (200, "revision 1\n")
     wait_for(lambda: ready(cluster.status("web")) == "True/Deployed", 10, "Ready after the rotation")
+    values = [form.decode() for value in (secret_value, rotated) for form in leak_forms(value)]
+    assert ssm_leftovers(target, namespace, values) == []

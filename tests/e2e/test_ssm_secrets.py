@@ -11,7 +11,7 @@ import uuid
 import pytest
 import yaml
 from dm import Cluster, Operator, deployment, docker, http_get, ready
-from targets import Target, aws_client, operator_env_fixture, over, target_fixture, transport_env_fixture, transport_fixture  # noqa: F401
+from targets import Target, operator_env_fixture, over, ssm_leftovers, target_fixture, transport_env_fixture, transport_fixture  # noqa: F401
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo
@@ -42,14 +42,8 @@ def test_a_secret_env_value_reaches_the_container_and_never_ssm_command_history(
     env = docker(docker_engine, "exec", status["target"]["container"], "/bin/busybox", "env").splitlines()
     assert f"APP_TOKEN={value}" in env
 
-    ssm = aws_client("ssm", moto_server)
-    commands = ssm.list_commands(InstanceId=target.instance_id)["Commands"]
-    assert commands, "no SSM command was sent"
-    outputs = [ssm.get_command_invocation(CommandId=c["CommandId"], InstanceId=target.instance_id)
-               for c in commands]
-    assert value not in json.dumps(commands, default=str)
-    assert value not in json.dumps(outputs, default=str)
+    # Not in SSM's command history; and the env file's Parameter Store copy and the build context's S3 object are
+    # gone once the release is done.
+    assert ssm_leftovers(target, namespace, [value]) == []
     assert value not in json.dumps(cluster.get("web")) and value not in json.dumps(cluster.events())
     assert moto_server.calls("host").get("ssm:GetParameter", 0) >= 1, "the env file did not come from Parameter Store"
-    left = ssm.get_parameters_by_path(Path=f"/deploymind/{namespace}", Recursive=True)["Parameters"]
-    assert left == [], f"parameters left in Parameter Store after the release: {[p['Name'] for p in left]}"

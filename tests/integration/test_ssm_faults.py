@@ -149,11 +149,18 @@ def stopped(server: MotoServer, instance_id: str) -> None:
     boto("ec2", server).stop_instances(InstanceIds=[instance_id])
 
 
-@pytest.mark.parametrize(("leave", "script_ends"), [(connection_lost, False), (stopped, False),
-                                                    (connection_lost, True)],
-                         ids=["agent-disconnects", "instance-stops", "script-ends-while-disconnected"])
+# What the error says, and what to do next.
+LEFT_SSM = ("left SSM while the script ran (ping status now ConnectionLost)", "SSM agent")
+
+
+@pytest.mark.parametrize(("leave", "script_ends", "reason", "said"), [
+    (connection_lost, False, reasons.INSTANCE_NOT_MANAGED, LEFT_SSM),
+    (stopped, False, reasons.INSTANCE_NOT_RUNNING,
+     ("is stopped: it stopped while the script ran", "the rollout goes on once the instance is running")),
+    (connection_lost, True, reasons.INSTANCE_NOT_MANAGED, LEFT_SSM),
+], ids=["agent-disconnects", "instance-stops", "script-ends-while-disconnected"])
 async def test_an_instance_that_leaves_ssm_mid_command_ends_the_call_in_bound_and_leaves_nothing(
-        aws: MotoServer, leave: Any, script_ends: bool) -> None:
+        aws: MotoServer, leave: Any, script_ends: bool, reason: str, said: tuple[str, ...]) -> None:
     instance_id = run_instance(aws, {})
     sleep = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
     # Where the script, run as the SSH login user of the test host, can write.
@@ -175,9 +182,8 @@ async def test_an_instance_that_leaves_ssm_mid_command_ends_the_call_in_bound_an
         await asyncio.to_thread(record.unlink, missing_ok=True)
 
     assert time.monotonic() - started < 5 + 3
-    assert failed.value.reason == reasons.INSTANCE_NOT_MANAGED and not failed.value.needs_user
-    assert "left SSM while the script ran (ping status now ConnectionLost)" in failed.value.message
-    assert "SSM agent" in failed.value.message
+    assert failed.value.reason == reason and not failed.value.needs_user
+    assert all(part in failed.value.message for part in said), failed.value.message
     await asyncio.to_thread(wait_until, lambda: not processes_with(sleep), 15, "the script is gone")
     assert not await asyncio.to_thread(payload_dir.exists)
     assert not parameter_exists(aws, ssm_transport.parameter_name(payload))

@@ -155,3 +155,26 @@ def point_operator_at(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> N
         monkeypatch.setenv(name, value)
     session.forget_clients()
     ec2.forget()
+
+
+def parameters_under(server: MotoServer, path: str) -> list[str]:
+    """The names of the Parameter Store parameters under `path`, at any depth."""
+    pages = client("ssm", server).get_paginator("get_parameters_by_path").paginate(Path=path, Recursive=True)
+    return [str(p["Name"]) for page in pages for p in page["Parameters"]]
+
+
+def objects_under(server: MotoServer, bucket: str, prefix: str) -> list[str]:
+    """The keys of the S3 objects in `bucket` under `prefix`."""
+    pages = client("s3", server).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [str(o["Key"]) for page in pages for o in page.get("Contents", [])]
+
+
+def command_history(server: MotoServer, instance_id: str) -> list[dict[str, Any]]:
+    """What SSM keeps of every command sent to the instance, as anyone with ssm:ListCommands and
+    ssm:GetCommandInvocation reads it: each `list_commands` entry (the command text is among its Parameters) with
+    its `get_command_invocation` answer (the script's output) under "Invocation"."""
+    ssm = client("ssm", server)
+    commands = [c for page in ssm.get_paginator("list_commands").paginate(InstanceId=instance_id)
+                for c in page["Commands"]]
+    return [{**c, "Invocation": ssm.get_command_invocation(CommandId=c["CommandId"], InstanceId=instance_id)}
+            for c in commands]

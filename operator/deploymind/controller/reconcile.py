@@ -105,7 +105,10 @@ class Runner:
         except TransportError as e:
             state.unreachable += 1
             outcome = transport_outcome(e, status, Outcome(retrying=True))
-            if not e.needs_user:
+            if e.reason == reasons.INSTANCE_NOT_RUNNING:
+                # Stopped mid-call: the retry's target lookup asks EC2, not the host, and waits with its backoff.
+                result = RolloutResult(retry=True)
+            elif not e.needs_user:
                 # The host is away: the retry waits as long as the next health tick would (one backoff per host).
                 result = RolloutResult(retry=True, retry_delay=state.tick_delay())
         else:

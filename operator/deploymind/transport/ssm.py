@@ -11,7 +11,9 @@ POSIX shell text that carries no values:
 - the script's output goes to a file on the host and only its last STDOUT_KEEP bytes are printed, so the final JSON
   line always survives SSM's limit.
 `get_command_invocation` is polled on a schedule (`poll_waits`); a call that times out or is cancelled
-cancels the command, within bounds.
+cancels the command, within bounds. SSM reports nothing about a command whose instance stopped or lost its agent
+until the command's execution timeout: a command still running after LIVENESS_AFTER_S is also checked on (the
+instance Online in SSM?) every LIVENESS_EVERY_S, and one whose instance left is cancelled and reported at once.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from importlib import resources
 from typing import TypeVar
 
 from deploymind.api import reasons
-from deploymind.aws import parameters, s3, session, ssm, ssm_info
+from deploymind.aws import ec2, parameters, s3, session, ssm, ssm_info
 from deploymind.aws.errors import AwsError
 from deploymind.settings import Settings
 from deploymind.transport.base import TRANSPORT_TIMEOUT, Payload, Result, TransportError, TransportRefused
@@ -50,6 +52,9 @@ CLEANUP_WAIT_S = 10.0
 # The poll schedule after the first wait (poll_waits): every second for the first ten, then backing off.
 STEADY_POLL_S = 1.0
 STEADY_FOR_S = 10.0
+# Most scripts (a tick, a release) end before the first check; a long build costs one ping every LIVENESS_EVERY_S.
+LIVENESS_AFTER_S = 10.0
+LIVENESS_EVERY_S = 10.0
 # Reasons the host wrapper reports for itself, before the script ran.
 HOST_REASONS = frozenset({reasons.HOST_NOT_READY, reasons.PAYLOAD_NOT_DELIVERED})
 # AWS errors that retrying cannot fix until an administrator (or a smaller payload) does.
@@ -153,6 +158,7 @@ class SSMTransport:
         """Poll until the invocation is final or the deadline passes (then the command is cancelled)."""
         loop = asyncio.get_running_loop()
         waits = poll_waits(self._settings.ssm_poll_initial_seconds, self._settings.ssm_poll_max_seconds)
+        check_at = loop.time() + LIVENESS_AFTER_S
         while True:
             await asyncio.sleep(max(0.0, min(next(waits), deadline - loop.time())))
             try:
@@ -171,6 +177,12 @@ class SSMTransport:
                     TRANSPORT_TIMEOUT,
                     f"the script did not finish within {limit:g} s on instance {self.instance_id}, and SSM was "
                     "asked to cancel it: look for a hung docker command on the host, or raise the timeout")
+            if loop.time() >= check_at:
+                check_at = loop.time() + LIVENESS_EVERY_S
+                left = await self._left()
+                if left is not None:
+                    await bounded(self._cancel(command_id), CLEANUP_WAIT_S)
+                    raise left
 
     def _result(self, invocation: ssm.Invocation, nonce: str) -> Result:
         where = f"instance {self.instance_id}"
@@ -211,14 +223,30 @@ class SSMTransport:
             raise error(e.reason, e.message) from None
 
     async def _timed_out(self, expired: TransportError) -> TransportError:
-        """The error of a call that timed out: the instance left SSM mid-command when it is no longer Online (its
-        agent could not report the outcome), else `expired` itself."""
+        """The error of a call that timed out: the instance's own when it stopped or left SSM mid-command (its agent
+        could not report the outcome), else `expired` itself."""
+        return await self._left() or expired
+
+    async def _left(self) -> TransportError | None:
+        """Why the instance cannot report on a command that runs there: it stopped (InstanceNotRunning: the rollout
+        goes on once it runs), or it is no longer Online in SSM (InstanceNotManaged); None while it is Online, or
+        when AWS cannot tell now."""
         try:
             ping = await ssm_info.ping_status(self.instance_id, self.region)
         except AwsError:
-            return expired
+            return None
         if ping == ssm_info.ONLINE:
-            return expired
+            return None
+        try:
+            info = await ec2.describe_instance(self.instance_id, self.region, cached=False)
+        except AwsError:
+            info = None
+        if info is not None and not info.running:
+            return TransportError(
+                reasons.INSTANCE_NOT_RUNNING,
+                f"instance {self.instance_id} ({self.region}) is {info.state}: it stopped while the script ran, so the "
+                "script's outcome is unknown; SSM was asked to cancel the command, and the rollout goes on once the "
+                "instance is running")
         return TransportError(
             reasons.INSTANCE_NOT_MANAGED,
             f"instance {self.instance_id} left SSM while the script ran (ping status now "
