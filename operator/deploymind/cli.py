@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     import logging
 
     from deploymind.api.targetpolicy import TargetPolicyError, load_target_policy
+    from deploymind.controller.leader import LeaderElectionError, LeadershipLost
     from deploymind.controller.operator import Endpoints, run_operator
     from deploymind.controller.revisionkey import RevisionKeyError
     from deploymind.settings import Settings
@@ -44,13 +46,17 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides: dict[str, object] = {"allow_local_transport": args.allow_local_transport,
-                                    "allow_file_repos": args.allow_file_repos}
+                                    "allow_file_repos": args.allow_file_repos,
+                                    "history_auth": args.history_auth, "metrics_auth": args.metrics_auth}
     if args.state_dir:
         overrides["state_dir"] = Path(args.state_dir)
     if args.host_dir:
         overrides["host_dir"] = args.host_dir
     if args.lease_namespace:
         overrides["lease_namespace"] = args.lease_namespace
+    overrides["leader_election"] = args.leader_election
+    if args.leader_lease_seconds is not None:
+        overrides["leader_lease_seconds"] = args.leader_lease_seconds
     if args.max_concurrent_rollouts is not None:
         overrides["max_concurrent_rollouts"] = args.max_concurrent_rollouts
     if args.aws_region:
@@ -72,11 +78,14 @@ def _run(args: argparse.Namespace) -> int:
         print("deploymind run: --max-concurrent-rollouts (DEPLOYMIND_MAX_CONCURRENT_ROLLOUTS) must be at least 1",
               file=sys.stderr)
         return 2
+    if settings.leader_lease_seconds < 3:
+        print("deploymind run: --leader-lease-seconds must be at least 3", file=sys.stderr)
+        return 2
     endpoints = Endpoints(host=args.http_host, port=args.http_port) if args.http_port else None
     try:
         asyncio.run(run_operator(settings, kubeconfig=args.kubeconfig, namespaces=args.namespace or (),
                                  endpoints=endpoints))
-    except RevisionKeyError as e:
+    except (RevisionKeyError, LeaderElectionError, LeadershipLost) as e:
         print(f"deploymind run: {e}", file=sys.stderr)
         return 1
     return 0
@@ -166,7 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host-dir", help="directory on each host for release files (default $DEPLOYMIND_HOST_DIR, "
                                         "else decided on the host: /var/lib/deploymind for root, ~/.deploymind for "
                                         "other login users)")
-    run.add_argument("--lease-namespace", help="namespace of the per-host Leases (default: default)")
+    run.add_argument("--lease-namespace", help="namespace of the per-host Leases and the revision key Secret "
+                                               "(default $DEPLOYMIND_LEASE_NAMESPACE, else the operator's own: "
+                                               "$POD_NAMESPACE, else the service account's, else default)")
+    run.add_argument("--leader-election", action="store_true",
+                     default=os.environ.get("DEPLOYMIND_LEADER_ELECTION", "").lower() == "true",
+                     help="run the controller only while this replica holds the Lease deploymind-leader in the "
+                          "operator's namespace; the others stand by (default $DEPLOYMIND_LEADER_ELECTION, else off)")
+    run.add_argument("--leader-lease-seconds", type=int, metavar="S",
+                     help="duration of the leader Lease: a standby takes over at most this long after the leader "
+                          "stopped renewing it (default 15)")
     run.add_argument("--max-concurrent-rollouts", type=int, metavar="N",
                      help="rollouts running at once across all Deployments; health ticks are not counted "
                           "(default $DEPLOYMIND_MAX_CONCURRENT_ROLLOUTS, else 4)")
@@ -174,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="address of /healthz, /metrics and /history (default 0.0.0.0)")
     run.add_argument("--http-port", type=int, default=8080,
                      help="port of /healthz, /metrics and /history; 0 turns them off (default 8080)")
+    run.add_argument("--history-auth", choices=("kubernetes", "none"), default="kubernetes",
+                     help="who may read /history: kubernetes, a bearer token whose user may get that Deployment "
+                          "(TokenReview, SubjectAccessReview); none, anyone who reaches the port (default kubernetes)")
+    run.add_argument("--metrics-auth", choices=("kubernetes", "none"), default="none",
+                     help="who may read /metrics: kubernetes, a bearer token whose user may get the non-resource "
+                          "URL /metrics; none, anyone who reaches the port (default none)")
     run.add_argument("-v", "--verbose", action="store_true")
     _add_target_options(run)
     _add_ssm_options(run)

@@ -138,6 +138,12 @@ class Metrics:
             list(_OBJECT),
             registry=r,
         )
+        self.leader = Gauge(
+            "deploymind_leader",
+            "1 while this replica holds the leader Lease and reconciles, 0 while it stands by "
+            "(1 without --leader-election).",
+            registry=r,
+        )
         self.history_unavailable = Gauge(
             "deploymind_history_unavailable", "1 while the history database does not answer.", registry=r
         )
@@ -204,6 +210,10 @@ class Metrics:
         self.transport_calls_total.labels(transport).inc()
         if error_reason is not None:
             self.transport_errors_total.labels(transport, error_reason).inc()
+
+    @_never_raises
+    def set_leader(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
 
     @_never_raises
     def webhook_request(self, result: str) -> None:

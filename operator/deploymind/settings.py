@@ -5,14 +5,31 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from deploymind.api.spec import Target, Transport
 from deploymind.api.targetpolicy import TargetPolicy, load_target_policy
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+"""In a pod: the namespace the operator runs in."""
 
 
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name)
     return Path(value) if value else default
+
+
+def _identity() -> str:
+    return os.environ.get("POD_NAME") or os.environ.get("HOSTNAME", "deploymind") + f"-{os.getpid()}"
+
+
+def _operator_namespace() -> str:
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
 
 
 def _env_target_policy() -> TargetPolicy | None:
@@ -36,12 +53,26 @@ class Settings:
     """`transport: local` runs containers on the operator's own host: only for the sandbox and tests."""
     allow_file_repos: bool = False
     """`source.repo` as file:// or a path reads the operator's own filesystem: only for the sandbox and tests."""
+    history_auth: Literal["kubernetes", "none"] = "kubernetes"
+    """Who may read /history: "kubernetes", a caller whose bearer token names a user allowed to `get` that
+    Deployment (history/authz.py); "none", anyone who reaches the port (the sandbox)."""
+    metrics_auth: Literal["kubernetes", "none"] = "none"
+    """Who may read /metrics: "kubernetes", a caller allowed `get` on the non-resource URL /metrics; "none", anyone."""
     local_docker_host: str | None = field(default_factory=lambda: os.environ.get("DOCKER_HOST"))
     """DOCKER_HOST for the local transport."""
-    lease_namespace: str = field(default_factory=lambda: os.environ.get("DEPLOYMIND_LEASE_NAMESPACE", "default"))
-    """Namespace of the per-host Leases that keep two releases off one host at once."""
-    identity: str = field(default_factory=lambda: os.environ.get("HOSTNAME", "deploymind") + f"-{os.getpid()}")
-    """This operator process, as a Lease holder."""
+    identity: str = field(default_factory=_identity)
+    """This operator process, as the holder of the leader Lease and of every per-host Lease: $POD_NAME (the chart
+    sets it from the downward API), else $HOSTNAME-<pid>."""
+    operator_namespace: str = field(default_factory=_operator_namespace)
+    """The namespace the operator runs in (the leader Lease's): $POD_NAMESPACE, else the service account's
+    namespace file in a pod, else `default`."""
+    lease_namespace: str = field(default_factory=lambda: os.environ.get("DEPLOYMIND_LEASE_NAMESPACE", ""))
+    """Namespace of the per-host Leases that keep two releases off one host at once, and of the revision key
+    Secret; empty: the operator namespace."""
+    leader_election: bool = False
+    """Run the Kopf handlers only while this replica holds the leader Lease (`deploymind run --leader-election`)."""
+    leader_lease_seconds: int = 15
+    """Duration of the leader Lease: a standby takes over at most this long after the leader's last renewal."""
     host_lease_seconds: int = 60
     host_lease_wait_seconds: float = 600.0
     cleanup_timeout_seconds: float = field(
@@ -83,6 +114,10 @@ class Settings:
         default_factory=lambda: int(os.environ.get("DEPLOYMIND_SSM_PRESIGN_EXPIRY_SECONDS", "300")))
     """How long the presigned URL of an ssm build's source tarball opens that one object (the URL is in SSM's
     command history); the host fetches it as its command starts, seconds after sending, unless its agent is slow."""
+
+    def __post_init__(self) -> None:
+        if not self.lease_namespace:
+            object.__setattr__(self, "lease_namespace", self.operator_namespace)
 
     def host_dir_of(self, target: Target) -> str | None:
         """Where a Deployment with this target keeps its files on the host; None: the host decides."""

@@ -1,5 +1,6 @@
 """Start the operator in the current event loop: Kubernetes client, runtime, history, the operator's HTTP endpoints
-(/healthz, /metrics, /history/{namespace}/{name}), and Kopf."""
+(/healthz, /metrics, /history/{namespace}/{name}), and Kopf, which runs only while this replica leads when leader
+election is on (controller/leader.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import kopf
@@ -16,7 +18,9 @@ from aiohttp import web
 from deploymind.controller import revisionkey
 from deploymind.controller.hooks import Hooks
 from deploymind.controller.kube import Kube, load_api_client
+from deploymind.controller.leader import LeaderElector, run_while_leading
 from deploymind.controller.runtime import Runtime, install
+from deploymind.history.authz import Authorizer, PathAccess, guarded
 from deploymind.history.config import HistorySettings
 from deploymind.history.envkey import load_or_create_key
 from deploymind.history.http import add_history_routes
@@ -45,14 +49,19 @@ async def _serve_http(endpoints: Endpoints, app: web.Application) -> web.AppRunn
     return runner
 
 
-def http_app(rt: Runtime, store: HistoryStore, metrics: Metrics) -> web.Application:
+def http_app(rt: Runtime, store: HistoryStore, metrics: Metrics,
+             leading: Callable[[], bool] = lambda: True) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "objects": len(rt.actors)})
+        return web.json_response({"status": "ok", "leader": leading(), "identity": rt.settings.identity,
+                                  "objects": len(rt.actors)})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_handler(metrics))
-    add_history_routes(app, store)
+    # One Authorizer for both: a caller's TokenReview is cached once, whichever endpoint it reads.
+    authorizer = Authorizer(rt.kube)
+    metrics_auth = authorizer if rt.settings.metrics_auth == "kubernetes" else None
+    app.router.add_get("/metrics", guarded(metrics_handler(metrics), metrics_auth, lambda r: PathAccess(r.path)))
+    add_history_routes(app, store, authorizer if rt.settings.history_auth == "kubernetes" else None)
     return app
 
 
@@ -78,27 +87,50 @@ async def run_operator(settings: Settings, *, kubeconfig: str | None = None, nam
         os.environ["KUBECONFIG"] = kubeconfig  # Kopf's own login reads it too
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.source_cache.mkdir(parents=True, exist_ok=True)
-    kube = Kube(load_api_client(kubeconfig))
+    api_client = load_api_client(kubeconfig)
+    # In the API server's audit log, each write names the replica that made it.
+    api_client.user_agent = f"deploymind ({settings.identity})"
+    kube = Kube(api_client)
     rt = Runtime(kube, settings, hooks or Hooks(), revision_key=await revisionkey.load_or_create(
         kube, settings.lease_namespace))
     install(rt)
     import deploymind.controller.handlers  # noqa: F401  (registers the Kopf handlers)
 
+    elector = LeaderElector(api_client, settings.operator_namespace, settings.identity,
+                            settings.leader_lease_seconds, on_change=METRICS.set_leader) \
+        if settings.leader_election else None
+    METRICS.set_leader(elector is None)
+    leading = (lambda: elector.leading) if elector is not None else (lambda: True)
     recorder, listener = start_history(settings, rt.hooks, METRICS)
-    http = await _serve_http(endpoints, http_app(rt, recorder.store, METRICS)) if endpoints else None
+    # Before the election: a standby answers /healthz and /metrics (and /history) too.
+    http = await _serve_http(endpoints, http_app(rt, recorder.store, METRICS, leading)) if endpoints else None
+
+    async def run_kopf() -> None:
+        # Standalone: Kopf's own peering stays off; the leader Lease decides who runs.
+        await kopf.operator(standalone=True, clusterwide=not namespaces, namespaces=list(namespaces),
+                            stop_flag=stop_flag, ready_flag=ready_flag)
+
     try:
-        await kopf.operator(
-            standalone=True,
-            clusterwide=not namespaces,
-            namespaces=list(namespaces),
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
-        )
+        if elector is None:
+            await run_kopf()
+        else:
+            await run_while_leading(elector, run_kopf, stop_flag, _exit_now)
     finally:
+        if elector is not None:
+            elector.close()
         for actor in list(rt.actors.values()):
             await actor.close()
+        await rt.stop_secret_watches()  # a cancelled Kopf skips its cleanup handlers, which stop them otherwise
         if http is not None:
             await http.cleanup()
         await recorder.stop()
         rt.hooks.listeners.remove(listener)
         await asyncio.to_thread(recorder.store.dispose)
+
+
+def _exit_now() -> None:
+    """End the process at once with status 1: a replica that lost the leader Lease and did not stop in time must
+    not reconcile one moment longer; its pod restarts it as a standby."""
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(1)
