@@ -56,6 +56,8 @@ class Operator:
     """The fixture repositories are local (file://); a test of the URL rules turns this off."""
     extra_args: list[str] = field(default_factory=list)
     """More `deploymind run` flags (leader election, history authorization, …)."""
+    history_auth: str = "none"
+    """`--history-auth`: tests read /history without tokens unless they test its authorization."""
 
     @property
     def log_path(self) -> Path:
@@ -76,6 +78,7 @@ class Operator:
              "--namespace", self.namespace, "--allow-local-transport", "--state-dir", str(self.workdir / "state"),
              "--host-dir", str(self.host_dir), "--lease-namespace", self.namespace,
              "--http-host", "127.0.0.1", "--http-port", str(self.http_port), "--verbose",
+             "--history-auth", self.history_auth,
              *(["--allow-file-repos"] if self.allow_file_repos else []), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True)
         wait_for(self._healthy, 30, "the operator's /healthz")
