@@ -6,6 +6,7 @@ The login user has shell /bin/sh (no rc files: ~2 ms per command) and is in the 
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import os
 import pwd
@@ -143,6 +144,14 @@ def ensure_login_user(name: str = LOGIN_USER, home: Path = LOGIN_HOME) -> None:
     """Create (or repair) the non-root login user: shell /bin/sh, in the `docker` group, a traversable home."""
     if os.geteuid() != 0:
         raise WorldError("NeedsRoot", "creating the sshd login user needs root: run the tests as root")
+    # Test sessions running side by side (pytest-xdist workers) share the user: usermod and useradd lock
+    # /etc/passwd and fail when another holds it, so one session at a time.
+    with Path("/run/deploymind-test-login-user.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _ensure_login_user(name, home)
+
+
+def _ensure_login_user(name: str, home: Path) -> None:
     try:
         grp.getgrnam("docker")
     except KeyError:
