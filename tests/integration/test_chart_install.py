@@ -1,5 +1,7 @@
 """The real chart (charts/deploymind) through helm 4.1 against the test world's emulator: install, upgrade, rollback
-and uninstall, after which the CRD and a user's Deployment are still there."""
+and uninstall, after which the CRD and a user's Deployment are still there; the highly available variant with its
+PodDisruptionBudget, the NetworkPolicy, and the Prometheus Operator kinds refused as a cluster without their CRDs
+refuses them."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,10 +35,11 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture
-def namespace(kubectl: Kubectl) -> Iterator[str]:
+def namespace(helm: Helm, kubectl: Kubectl) -> Iterator[str]:
     name = f"chart-{uuid.uuid4().hex[:8]}"
     ok(kubectl("create", "namespace", name))
     yield name
+    helm("uninstall", RELEASE, "-n", name)  # its ClusterRoles would stand in the next test's way
     kubectl("delete", "namespace", name, "--wait=false")
 
 
@@ -44,6 +48,11 @@ def operator_args(kubectl: Kubectl, namespace: str) -> list[str]:
                      "jsonpath={.spec.template.spec.containers[0].args}"))
     args: list[str] = json.loads(out)
     return args
+
+
+def get(kubectl: Kubectl, namespace: str, kind: str, name: str = RELEASE) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(ok(kubectl("-n", namespace, "get", kind, name, "-o", "json")))
+    return obj
 
 
 def test_chart_installs_upgrades_rolls_back_and_uninstalls_leaving_the_crd_and_users_deployments(
@@ -71,3 +80,43 @@ def test_chart_installs_upgrades_rolls_back_and_uninstalls_leaving_the_crd_and_u
     assert kubectl("get", f"clusterrole/{RELEASE}-operator").returncode == 1
     ok(kubectl("get", CRD))
     assert ok(kubectl("-n", namespace, "get", "dmd", "web", "-o", "jsonpath={.spec.image}")) == "nginx:1.27"
+
+
+def test_two_replicas_on_postgresql_install_a_disruption_budget_over_the_operator_pods_and_no_volume_claim(
+        helm: Helm, kubectl: Kubectl, namespace: str) -> None:
+    ok(kubectl("-n", namespace, "create", "secret", "generic", "deploymind-db",
+               "--from-literal=url=postgresql+psycopg://deploymind:secret@127.0.0.1:5432/deploymind"))
+    ok(helm("install", RELEASE, str(CHART), "-n", namespace, "--take-ownership", "--set", "replicas=2",
+            "--set", "history.databaseUrlSecret.name=deploymind-db"))
+    deployment = get(kubectl, namespace, "deployment.apps")
+    assert deployment["spec"]["replicas"] == 2
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DEPLOYMIND_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "deploymind-db", "key": "url"}
+    budget = get(kubectl, namespace, "poddisruptionbudget")
+    assert budget["spec"] == {"minAvailable": 1, "selector": deployment["spec"]["selector"]}
+    assert budget["status"]["disruptionsAllowed"] == 0  # no disruption controller counts pods here
+    assert ok(kubectl("-n", namespace, "get", "persistentvolumeclaims", "-o", "name")) == ""
+
+    ok(helm("upgrade", RELEASE, str(CHART), "-n", namespace, "--reuse-values", "--set", "replicas=1"))
+    assert kubectl("-n", namespace, "get", "poddisruptionbudget", RELEASE).returncode == 1
+
+
+def test_network_policy_opens_port_http_and_restricts_egress_to_the_rules_given(
+        helm: Helm, kubectl: Kubectl, namespace: str) -> None:
+    ok(helm("install", RELEASE, str(CHART), "-n", namespace, "--take-ownership", "--set", "networkPolicy.enabled=true",
+            "--set-json", 'networkPolicy.egress=[{"ports": [{"port": 443, "protocol": "TCP"}]}]'))
+    policy = get(kubectl, namespace, "networkpolicy")["spec"]
+    assert policy["podSelector"] == get(kubectl, namespace, "deployment.apps")["spec"]["selector"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    assert policy["egress"] == [{"ports": [{"port": 443, "protocol": "TCP"}]}]
+
+
+def test_service_monitor_without_the_prometheus_operator_crds_is_refused_before_anything_is_created(
+        helm: Helm, kubectl: Kubectl, namespace: str) -> None:
+    result = helm("install", RELEASE, str(CHART), "-n", namespace, "--take-ownership",
+                  "--set", "metrics.serviceMonitor.enabled=true")
+    assert result.returncode == 1
+    assert 'no matches for kind "ServiceMonitor" in version "monitoring.coreos.com/v1"' in result.stderr
+    assert "ensure CRDs are installed first" in result.stderr
+    assert kubectl("-n", namespace, "get", "deployment.apps", RELEASE).returncode == 1

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from deploymind.sandbox.kube.api_errors import ApiError
 from deploymind.sandbox.kube.apiserver import ApiServer
@@ -275,6 +276,80 @@ def test_served_requests_are_not_kept_so_a_long_session_does_not_slow_down(api: 
     # kmock matches each request by scanning the requests it keeps: they must not pile up (only in-flight ones).
     assert api.call(lambda emulator: len(emulator._requests)) <= 2
     assert len(api.emulator.audit.find("get", f"{PLURAL}.{GROUP}", name=name)) == 300
+
+
+def fetch(url: str, accept: str) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of a GET, errors included."""
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def proto_fields(data: bytes) -> dict[int, list[Any]]:
+    """The fields of one protobuf message by number: varints as int, length-delimited ones as bytes (the only wire
+    types of an OpenAPI v2 document without numbers)."""
+    def varint(i: int) -> tuple[int, int]:
+        value = shift = 0
+        while data[i] & 0x80:
+            value, shift, i = value | (data[i] & 0x7F) << shift, shift + 7, i + 1
+        return value | data[i] << shift, i + 1
+
+    fields: dict[int, list[Any]] = {}
+    i = 0
+    while i < len(data):
+        key, i = varint(i)
+        value: Any
+        if key & 7 == 0:
+            value, i = varint(i)
+        else:
+            size, i = varint(i)
+            value, i = data[i:i + size], i + size
+        fields.setdefault(key >> 3, []).append(value)
+    return fields
+
+
+PDB_PATH = "/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/{name}"
+PDB_GVK = {"group": "policy", "version": "v1", "kind": "PodDisruptionBudget"}
+
+
+def test_openapi_v2_answers_json_or_protobuf_as_asked_and_406_to_anything_else(api: ApiServer) -> None:
+    _, _, body = fetch(f"{api.url}/openapi/v2", "application/json")
+    patch = json.loads(body)["paths"][PDB_PATH]["patch"]
+    assert patch["x-kubernetes-group-version-kind"] == PDB_GVK
+    assert [(p["name"], p["in"]) for p in patch["parameters"]] == [("fieldValidation", "query")]
+
+    code, headers, body = fetch(f"{api.url}/openapi/v2", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+    assert (code, headers["Content-Type"]) == (200, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+    document = proto_fields(body)  # gnostic's openapi_v2.Document: swagger=1, paths=8
+    assert document[1] == [b"2.0"]
+    path_items: dict[str, bytes] = {}
+    for named in proto_fields(document[8][0])[2]:  # Paths.path=2: NamedPathItem{name=1, value=2}
+        entry = proto_fields(named)
+        path_items[entry[1][0].decode()] = entry[2][0]
+    operation = proto_fields(proto_fields(path_items[PDB_PATH])[8][0])  # PathItem.patch=8
+    # Operation.parameters=8: ParametersItem.parameter=1 → Parameter.non_body_parameter=2 → query_parameter_sub_schema=3
+    parameter = proto_fields(proto_fields(proto_fields(proto_fields(operation[8][0])[1][0])[2][0])[3][0])
+    assert (parameter[4], parameter[2]) == ([b"fieldValidation"], [b"query"])  # QueryParameterSubSchema name, in
+    extension = proto_fields(operation[13][0])  # NamedAny{name=1, value=2: Any{yaml=2}}
+    assert extension[1] == [b"x-kubernetes-group-version-kind"]
+    assert yaml.safe_load(proto_fields(extension[2][0])[2][0]) == PDB_GVK
+
+    assert fetch(f"{api.url}/openapi/v2", "text/html")[0] == 406
+
+
+def test_a_reply_carries_its_own_headers_only(api: ApiServer, rest: Rest) -> None:
+    fetch(f"{api.url}/openapi/v2", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+    body = json.dumps(widget(fresh_name(), shade="dark")).encode()
+    request = urllib.request.Request(f"{api.url}{BASE}", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Warning"] == '299 - "unknown field \\"spec.shade\\""'
+    _, headers, _ = fetch(f"{api.url}{BASE}", "application/json")
+    assert headers["Content-Type"].startswith("application/json")
+    assert "Warning" not in headers
 
 
 def test_the_audit_log_keeps_the_newest_records_up_to_its_capacity() -> None:

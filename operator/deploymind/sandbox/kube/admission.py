@@ -1,8 +1,9 @@
 """What kube-apiserver does to an object between decoding a write and storing it.
 
 Metadata checks, the normalization of built-ins (a Secret's `stringData` folds into `data`), and for custom
-resources: pruning (or, with `fieldValidation=Strict`, refusing) undeclared fields, defaulting, schema
-validation and CEL rules. Writes through the status subresource are checked on `status` only.
+resources and the built-ins with a schema: pruning (or, with `fieldValidation=Strict`, refusing) undeclared
+fields, defaulting, schema validation and CEL rules; then the built-ins' own defaults and validations
+(`builtin_strategies.py`). Writes through the status subresource are checked on `status` only.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from deploymind.sandbox.kube import api_errors, schema
+from deploymind.sandbox.kube import api_errors, builtin_strategies, schema
 from deploymind.sandbox.kube import field_errors as fe
 from deploymind.sandbox.kube.cel import ABSENT
 from deploymind.sandbox.kube.field_errors import FieldError
@@ -56,7 +57,11 @@ def admit(rt: ResourceType, new: JsonObj, old: JsonObj | None, *, field_validati
             raise api_errors.bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
                                          f"strict decoding error: {fields}")
         schema.apply_defaults(new, rt.schema)
-        errors += _schema_errors(rt, new, old, subresource)
+        schema_errors = _schema_errors(rt, new, old, subresource)
+        errors += schema_errors
+        if not schema_errors:  # the strategies read fields of the types the schema declares
+            builtin_strategies.complete(rt, new)
+            errors += builtin_strategies.errors(rt, new, old)
     if errors:
         name = str((new.get("metadata") or {}).get("name") or "")
         raise api_errors.invalid(rt.kind, rt.group, name, errors)

@@ -5,12 +5,15 @@ What it does like a real apiserver: uid, resourceVersion (one counter, bumped by
 deletionTimestamp; the status subresource isolated both ways; no-op writes that change nothing (no new
 version, no event); label and field selectors; lists and watches kubectl and client-go accept (Tables, resumable
 watches, 410 when too old, BOOKMARKs, timeouts); CRDs created through the API become served resources, with
-their schema, defaults, pruning, `fieldValidation=Strict` and CEL rules enforced; namespaces own their objects.
+their schema, defaults, pruning, `fieldValidation=Strict` and CEL rules enforced, and so are Kubernetes' own schemas,
+defaults and validations of PersistentVolumeClaims, PodDisruptionBudgets and NetworkPolicies (`builtin_schemas.py`,
+`builtin_strategies.py`); namespaces own their objects. /openapi/v2 and /openapi/v3 describe what is served.
 Bearer tokens registered with `add_token` authenticate (401 for others) and RBAC over the stored roles and
 bindings authorizes (403); a request without credentials is `system:admin`, who may do anything (`access.py`);
 the review APIs answer with the same verdicts (`reviews.py`). Every request lands in `audit`, under its user.
 Gaps, on purpose: no field ownership for server-side apply, no admission webhooks, no garbage collection of
-ownerReferences, no built-in controllers (a Deployment never gets pods) but the ClusterRole aggregator.
+ownerReferences, no built-in controllers (a Deployment never gets pods, a claim stays Pending, a disruption
+budget counts no pods) but the ClusterRole aggregator.
 Services proxy (`services/{name}:{port}/proxy/…`) to their targetPort on 127.0.0.1 (`service_proxy.py`).
 """
 
@@ -25,7 +28,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from deploymind.sandbox.kube import api_errors, bodies, openapi, patches, rbac, rbac_defaults, reviews, service_proxy, tables
+from deploymind.sandbox.kube import (
+    api_errors,
+    bodies,
+    openapi,
+    openapi_proto,
+    patches,
+    rbac,
+    rbac_defaults,
+    reviews,
+    service_proxy,
+    tables,
+)
 from deploymind.sandbox.kube import field_errors as fe
 from deploymind.sandbox.kube.access import Access
 from deploymind.sandbox.kube.admission import STRICT, WARN, admit, warning_header
@@ -193,7 +207,7 @@ class RealisticEmulator(EmulatorBase):
         if call.path == "/version":
             return Reply(body=dict(SERVER_VERSION))
         if call.path == "/openapi/v2":
-            return Reply(body=openapi.V2)
+            return _openapi_v2(openapi.v2(self.types.values()), call.headers.get("accept", ""))
         if call.path.rstrip("/") == "/openapi/v3":
             return Reply(body=openapi.v3_root(self.types.values()))
         return Reply(body=openapi.v3_group_version(self.types.values(), call.path.removeprefix("/openapi/v3/")))
@@ -484,6 +498,15 @@ def _spec(obj: JsonObj, rt: ResourceType) -> JsonObj:
 
 def _same(obj: JsonObj) -> JsonObj:
     return obj
+
+
+def _openapi_v2(document: JsonObj, accept: str) -> Reply:
+    content_type = openapi_proto.negotiate(accept)
+    if content_type is None:
+        return Reply(status=406, raw=b"", headers={"Vary": "Accept"})
+    if content_type == openapi_proto.CONTENT_TYPE:
+        return Reply(raw=openapi_proto.document(document), headers={"Content-Type": content_type, "Vary": "Accept"})
+    return Reply(body=document, headers={"Vary": "Accept"})
 
 
 def _reply(obj: JsonObj, status: int, warnings: list[str]) -> Reply:

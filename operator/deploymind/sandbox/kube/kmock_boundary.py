@@ -146,7 +146,7 @@ class EmulatorBase(kmock.KubernetesEmulator):
         self._raw_bodies: dict[int, bytes] = {}
         # Registered before kmock's own fallbacks, so these requests are ours; user reactions
         # (`emulator['get /x'] << 500`) still take precedence, which keeps fault injection possible.
-        self.fallback[self._is_claimed] << self._react
+        self._reaction: Any = self.fallback[self._is_claimed] << self._react  # a Reaction (see _react)
         super().__attrs_post_init__()
         self.setup()
 
@@ -243,6 +243,10 @@ class EmulatorBase(kmock.KubernetesEmulator):
     async def _react(self, request: Any) -> Any:
         reply = await self.serve(_call(request, self._records[id(request)], self._raw_body(request),
                                        self._users.get(id(request), ADMIN)))
+        # kmock merges the headers of the Response returned here into the reaction's own Response, which lives as
+        # long as the reaction: cleared, each reply goes out with its own headers only, not every header ever sent
+        # (a Warning, a proxied Content-Type). Nothing awaits between here and kmock applying them.
+        object.__setattr__(self._reaction.response, "headers", None)
         headers = dict(reply.headers)
         if reply.stream is not None:
             headers.setdefault("Content-Type", "application/json")

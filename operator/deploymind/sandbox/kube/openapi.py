@@ -1,12 +1,18 @@
-"""The `/openapi/v2` and `/openapi/v3` documents, with the schemas of the installed CRDs.
+"""The `/openapi/v2` and `/openapi/v3` documents: every served kind's write operations, and schemas.
 
 kubectl reads OpenAPI v3 before `apply`: when every operation declares the `fieldValidation` query parameter
 it leaves validation to the server and sends `fieldValidation=Strict`, which is what makes unknown fields
-fail the way they do on a real cluster. `kubectl explain` reads the v3 document of the group-version and looks
-the kind up by `x-kubernetes-group-version-kind` in `components.schemas`, so each custom resource is published
-there as kube-apiserver publishes it: the CRD's schema, named `io.deploymind.v1alpha1.Deployment`, with
-`metadata` pointing at ObjectMeta. Built-in types publish no schema (`kubectl explain secret` has nothing to
-show), and v2 stays empty: kubectl 1.35 asks v3 first, and helm validates against v2 when it has schemas.
+fail the way they do on a real cluster; helm 4 does the same before install and upgrade. `kubectl explain`
+reads the v3 document of the group-version and looks the kind up by `x-kubernetes-group-version-kind` in
+`components.schemas`, so each custom resource is published there as kube-apiserver publishes it: the CRD's
+schema, named `io.deploymind.v1alpha1.Deployment`, with `metadata` pointing at ObjectMeta. The built-in kinds
+whose Kubernetes schema the emulator has (PersistentVolumeClaim, PodDisruptionBudget, NetworkPolicy:
+`builtin_schemas.py`) are published with it, under kube-apiserver's names; the other built-ins publish none
+(`kubectl explain secret` has nothing to show).
+
+v2 declares the same operations and no definitions. client-go still reads it, in protobuf (`openapi_proto.py`),
+for kinds v3 does not describe (a kind nothing serves, to tell "no matches for kind" apart from an invalid
+object), and as kube-apiserver does it answers JSON or protobuf as asked and 406 to anything else.
 """
 
 from __future__ import annotations
@@ -17,14 +23,14 @@ import json
 from collections.abc import Iterable
 from typing import Any, Final
 
+from deploymind.sandbox.kube import builtin_schemas
 from deploymind.sandbox.kube.resources import ResourceType
 
 JsonObj = dict[str, Any]
 
-V2: JsonObj = {"swagger": "2.0", "info": {"title": "deploymind-emulator", "version": "v0"}, "paths": {}}
-
-OBJECT_META: Final = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-_REF_PREFIX: Final = "#/components/schemas/"
+OBJECT_META: Final = builtin_schemas.OBJECT_META
+_REF_PREFIX: Final = builtin_schemas.REF_PREFIX
+_INFO: Final = {"title": "deploymind-emulator", "version": "v0"}
 _TYPE_META: Final = {
     "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this representation "
                    "of an object. Servers should convert recognized schemas to the latest internal value, and may "
@@ -97,21 +103,37 @@ def v3_group_version(types: Iterable[ResourceType], group_version_path: str) -> 
     for rt in types:
         if _group_version_path(rt) != group_version_path:
             continue
-        gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
-        operation = {
-            "x-kubernetes-group-version-kind": gvk,
-            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
-            "responses": {},
-        }
-        prefix = f"/{group_version_path}" + ("/namespaces/{namespace}" if rt.namespaced else "")
-        paths[f"{prefix}/{rt.plural}"] = {"post": operation}
-        paths[f"{prefix}/{rt.plural}/{{name}}"] = {"patch": operation, "put": operation}
+        paths.update(_write_paths(rt, {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}))
         if rt.custom:
             schemas[definition_name(rt)] = resource_schema(rt)
+        elif rt.definition:
+            schemas.update(copy.deepcopy(builtin_schemas.closure(rt.definition)))
     if schemas:
         schemas[OBJECT_META] = copy.deepcopy(_OBJECT_META_SCHEMA)
-    return {"openapi": "3.0.0", "info": {"title": "deploymind-emulator", "version": "v0"}, "paths": paths,
-            "components": {"schemas": schemas}}
+    return {"openapi": "3.0.0", "info": dict(_INFO), "paths": paths, "components": {"schemas": schemas}}
+
+
+def v2(types: Iterable[ResourceType]) -> JsonObj:
+    """The Swagger 2.0 document: the same operations, `fieldValidation` in v2's parameter form, no definitions."""
+    paths: JsonObj = {}
+    for rt in types:
+        paths.update(_write_paths(rt, {"name": "fieldValidation", "in": "query", "type": "string", "uniqueItems": True,
+                                       "description": "fieldValidation instructs the server on how to handle "
+                                                      "objects in the request containing unknown or duplicate "
+                                                      "fields. Valid values are: Ignore, Warn, Strict."}))
+    return {"swagger": "2.0", "info": dict(_INFO), "paths": paths}
+
+
+def _write_paths(rt: ResourceType, field_validation: JsonObj) -> JsonObj:
+    """create on the collection, update and patch on an object, each tagged with the kind it writes."""
+    operation = {
+        "x-kubernetes-group-version-kind": {"group": rt.group, "version": rt.version, "kind": rt.kind},
+        "parameters": [field_validation],
+        "responses": {},
+    }
+    prefix = f"/{_group_version_path(rt)}" + ("/namespaces/{namespace}" if rt.namespaced else "")
+    return {f"{prefix}/{rt.plural}": {"post": operation},
+            f"{prefix}/{rt.plural}/{{name}}": {"put": operation, "patch": operation}}
 
 
 def v3_root(types: Iterable[ResourceType]) -> JsonObj:

@@ -4,7 +4,8 @@ kubectl 1.35 (`create secret|configmap|namespace`) and Helm 4 (its Secret releas
 types as `application/vnd.kubernetes.protobuf`: the magic `k8s\\0`, then a `runtime.Unknown` envelope holding
 the type and the serialized object. Only the messages those clients send are described: v1 Secret,
 ConfigMap, Namespace, DeleteOptions, coordination.k8s.io/v1 Lease, the rbac.authorization.k8s.io/v1 kinds
-(`kubectl create role|rolebinding|clusterrole|clusterrolebinding`) and the review kinds (`kubectl auth can-i|whoami`).
+(`kubectl create role|rolebinding|clusterrole|clusterrolebinding`), policy/v1 PodDisruptionBudget
+(`kubectl create poddisruptionbudget`) and the review kinds (`kubectl auth can-i|whoami`).
 Anything else is refused (415).
 """
 
@@ -27,9 +28,9 @@ class ProtobufError(ValueError):
 
 @dataclass(frozen=True)
 class Field:
-    """How one protobuf field maps to JSON: `kind` is string, int, bool, microtime, strings (repeated),
-    map (string→string), bytesmap (string→base64), message (nested, described by `message`) or messages
-    (repeated nested)."""
+    """How one protobuf field maps to JSON: `kind` is string, int, bool, microtime, intorstring, strings
+    (repeated), map (string→string), bytesmap (string→base64), message (nested, described by `message`) or
+    messages (repeated nested)."""
 
     name: str
     kind: str
@@ -70,6 +71,8 @@ _NON_RESOURCE_ATTRIBUTES = {1: Field("path", "string"), 2: Field("verb", "string
 _ACCESS_REVIEW_SPEC = {1: Field("resourceAttributes", "message", _RESOURCE_ATTRIBUTES),
                        2: Field("nonResourceAttributes", "message", _NON_RESOURCE_ATTRIBUTES),
                        3: Field("user", "string"), 4: Field("groups", "strings"), 6: Field("uid", "string")}
+_DISRUPTION_BUDGET_SPEC = {1: Field("minAvailable", "intorstring"), 2: Field("selector", "message", _LABEL_SELECTOR),
+                           3: Field("maxUnavailable", "intorstring"), 4: Field("unhealthyPodEvictionPolicy", "string")}
 _ROLE = {1: Field("metadata", "message", _META), 2: Field("rules", "messages", _POLICY_RULE)}
 _BINDING = {1: Field("metadata", "message", _META), 2: Field("subjects", "messages", _SUBJECT),
             3: Field("roleRef", "message", _ROLE_REF)}
@@ -83,6 +86,7 @@ MESSAGES: dict[str, dict[int, Field]] = {
     "DeleteOptions": {1: Field("gracePeriodSeconds", "int"), 2: Field("preconditions", "message", _PRECONDITIONS),
                       3: Field("orphanDependents", "bool"), 4: Field("propagationPolicy", "string"),
                       5: Field("dryRun", "strings")},
+    "PodDisruptionBudget": {1: Field("metadata", "message", _META), 2: Field("spec", "message", _DISRUPTION_BUDGET_SPEC)},
     "Role": _ROLE,
     "ClusterRole": {**_ROLE, 3: Field("aggregationRule", "message", {
         1: Field("clusterRoleSelectors", "messages", _LABEL_SELECTOR)})},
@@ -148,6 +152,8 @@ def _convert(field: Field, values: list[Any]) -> Any:
         return dict(_entry(v, as_base64=field.kind == "bytesmap") for v in values)
     if field.kind == "microtime":
         return _micro_time(bytes(last))
+    if field.kind == "intorstring":
+        return _int_or_string(bytes(last))
     if field.kind == "message" and field.message is not None:
         return _message(bytes(last), field.message)
     if field.kind == "messages" and field.message is not None:
@@ -169,6 +175,14 @@ def _micro_time(data: bytes) -> str:
     nanos = int(parts.get(2, [0])[-1])
     moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos // 1000:06d}Z"
+
+
+def _int_or_string(data: bytes) -> int | str:
+    """intstr.IntOrString{type (0 int, 1 string), intVal, strVal}."""
+    parts = _group(_fields(data))
+    if int(parts.get(1, [0])[-1]) == 1:
+        return _one(parts, 3).decode()
+    return _signed(int(parts.get(2, [0])[-1]))
 
 
 def _signed(value: int) -> int:

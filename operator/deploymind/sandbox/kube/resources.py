@@ -1,7 +1,8 @@
 """The resource types the emulator serves: the built-in ones it knows, and those CRDs declare.
 
 A `ResourceType` carries what discovery, storage and admission need: names, scope, subresources, and for
-custom resources the structural schema and compiled CEL rules of their version.
+custom resources the structural schema and compiled CEL rules of their version. The built-in kinds whose
+Kubernetes schema the emulator has (`builtin_schemas.py`) carry it too, inlined, and the name it is published under.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploymind.sandbox.kube import api_errors
+from deploymind.sandbox.kube import api_errors, builtin_schemas
 from deploymind.sandbox.kube import field_errors as fe
 from deploymind.sandbox.kube.cel import CelRuleError, RuleSet
 from deploymind.sandbox.kube.field_errors import FieldError
@@ -40,6 +41,8 @@ class ResourceType:
     printer_columns: tuple[JsonObj, ...] = ()
     crd_name: str = ""
     verbs: tuple[str, ...] = VERBS
+    # A built-in's schema in /openapi/v3 `components.schemas` (io.k8s.api.core.v1.PersistentVolumeClaim).
+    definition: str = ""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -63,6 +66,12 @@ def _core(plural: str, kind: str, **kw: Any) -> ResourceType:
     return ResourceType("", "v1", plural, kind, singular=kind.lower(), **kw)
 
 
+def _with_schema(group: str, plural: str, kind: str, definition: str, **kw: Any) -> ResourceType:
+    """A built-in kind checked against, and published with, its Kubernetes schema."""
+    return ResourceType(group, "v1", plural, kind, singular=kind.lower(), definition=definition,
+                        schema=builtin_schemas.structural(definition), **kw)
+
+
 BUILTINS: tuple[ResourceType, ...] = (
     _core("namespaces", "Namespace", namespaced=False, short_names=("ns",), subresources=frozenset({"status"})),
     _core("secrets", "Secret"),
@@ -70,6 +79,12 @@ BUILTINS: tuple[ResourceType, ...] = (
     _core("events", "Event", short_names=("ev",)),
     _core("services", "Service", short_names=("svc",), subresources=frozenset({"status"})),
     _core("serviceaccounts", "ServiceAccount", short_names=("sa",)),
+    _with_schema("", "persistentvolumeclaims", "PersistentVolumeClaim", "io.k8s.api.core.v1.PersistentVolumeClaim",
+                 short_names=("pvc",), subresources=frozenset({"status"})),
+    _with_schema("policy", "poddisruptionbudgets", "PodDisruptionBudget", "io.k8s.api.policy.v1.PodDisruptionBudget",
+                 short_names=("pdb",), subresources=frozenset({"status"}), generation=True),
+    _with_schema("networking.k8s.io", "networkpolicies", "NetworkPolicy", "io.k8s.api.networking.v1.NetworkPolicy",
+                 short_names=("netpol",), generation=True),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", singular="lease"),
     ResourceType("events.k8s.io", "v1", "events", "Event", singular="event", short_names=("ev",)),
     ResourceType("apps", "v1", "deployments", "Deployment", singular="deployment", short_names=("deploy",),

@@ -212,6 +212,8 @@ def _type_ok(value: Any, schema: JsonObj) -> bool:
     kind = schema.get("type")
     if kind is None:
         return True
+    if isinstance(kind, list):  # a union: a built-in's Quantity is a string or a number (builtin_schemas.py)
+        return any(_type_ok(value, {"type": k}) for k in kind)
     return {
         "object": isinstance(value, dict),
         "array": isinstance(value, list),
@@ -229,7 +231,10 @@ def _is_integer(value: Any) -> bool:
 
 
 def _expected(schema: JsonObj) -> str:
-    return "integer,string" if schema.get("x-kubernetes-int-or-string") else str(schema.get("type"))
+    if schema.get("x-kubernetes-int-or-string"):
+        return "integer,string"
+    kind = schema.get("type")
+    return ",".join(kind) if isinstance(kind, list) else str(kind)
 
 
 def json_type(value: Any) -> str:

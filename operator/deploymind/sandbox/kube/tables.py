@@ -1,8 +1,8 @@
 """`meta.k8s.io/v1 Table` renderings of objects, for `kubectl get` (which asks with `Accept: …;as=Table`).
 
 Columns are the CRD's `additionalPrinterColumns` (the simple JSONPath forms CRDs use, including
-`.status.conditions[?(@.type=="Ready")].status`), the apiserver's own columns for Events (`event_printer.py`),
-or Name and Age for other types.
+`.status.conditions[?(@.type=="Ready")].status`), the apiserver's own columns for Events (`event_printer.py`) and
+for the built-ins with schemas (`builtin_printers.py`), or Name and Age for other types.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import datetime
 import re
 from typing import Any
 
-from deploymind.sandbox.kube import event_printer
+from deploymind.sandbox.kube import builtin_printers, event_printer
 from deploymind.sandbox.kube.resources import ResourceType
 
 JsonObj = dict[str, Any]
@@ -28,6 +28,9 @@ def table(rt: ResourceType, objects: list[JsonObj], resource_version: str) -> Js
     if rt.kind == "Event" and rt.group in event_printer.EVENT_GROUPS:
         definitions = event_printer.column_definitions()
         rows = [_row(obj, event_printer.cells(obj, _age)) for obj in objects]
+    elif builtin_printers.prints(rt):
+        definitions = builtin_printers.column_definitions(rt)
+        rows = [_row(obj, builtin_printers.cells(rt, obj, _age)) for obj in objects]
     else:
         columns = list(rt.printer_columns) or [_AGE]
         definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name of the object",
