@@ -1,6 +1,7 @@
 """Deleting a Deployment: `Delete` removes its containers, images and files from the host (after another
-Deployment's release on that host, however long it takes), `Orphan` leaves the app running, and an unreachable host
-never blocks the deletion for ever (it gives up with a Warning Event naming what is left, kept in the history)."""
+Deployment's release on that host, however long it takes), and through SSM whatever killed calls left in S3 and
+Parameter Store; `Orphan` leaves the app running, and an unreachable host never blocks the deletion for ever (it
+gives up with a Warning Event naming what is left, kept in the history)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ from typing import Any
 
 import pytest
 from dm import Cluster, Operator, deployment, docker, http_get, wait_for
-from targets import Target, over, target_fixture, transport_env_fixture, transport_fixture  # noqa: F401
+from targets import Target, over, ssm_leftovers, target_fixture, transport_env_fixture, transport_fixture  # noqa: F401
 
 from deploymind.sandbox.docker_engine import DockerEngine
+from deploymind.settings import Settings
+from deploymind.transport.base import Payload
+from deploymind.transport.ssm_payloads import object_key, parameter_name
 from world.apps import AppRepo, Health, create_app_repo
 from world.dirs import private_dir
+from world.moto_ssm import client as aws_client
 from world.ports import free_port
 from world.sshd import Sshd
 
@@ -65,6 +70,17 @@ def host_lease_holder(cluster: Cluster) -> str | None:
     return None
 
 
+def left_by_killed_calls(target: Target, namespace: str, name: str) -> None:
+    """Through SSM, what calls cut short by an operator's death leave, named as the transport names them: a
+    build's tarball in S3 and a release's env file in Parameter Store."""
+    assert target.moto is not None and target.bucket is not None
+    settings, key = Settings(build_bucket=target.bucket), f"{namespace}/{name}/killed-1"
+    aws_client("s3", target.moto).put_object(
+        Bucket=target.bucket, Key=object_key(settings, Payload("source-tarball", b"tar", key=key)), Body=b"tar")
+    aws_client("ssm", target.moto).put_parameter(
+        Name=parameter_name(settings, Payload("env-file", b"", secret=True, key=key)), Value="A=1", Type="SecureString")
+
+
 def cleanups(operator: Operator, cluster: Cluster, name: str) -> list[dict[str, Any]]:
     status, body = http_get(operator.http_port, f"/history/{cluster.namespace}/{name}")
     return list(json.loads(body).get("cleanups", [])) if status == 200 else []
@@ -80,10 +96,14 @@ def test_delete_removes_the_containers_images_and_files_from_the_host(
     uid = cluster.get("web")["metadata"]["uid"]
     before = on_host(docker_engine, operator, uid)
     assert before["containers"] and before["images"] and before["files"]
+    if target.ssm:
+        left_by_killed_calls(target, cluster.namespace, "web")
+        assert len(ssm_leftovers(target, cluster.namespace)) == 2
 
     cluster.run("delete", "dmd", "web", "--timeout=60s")
     assert gone(cluster, "web")
     assert on_host(docker_engine, operator, uid) == {"containers": [], "images": [], "files": False}
+    assert ssm_leftovers(target, cluster.namespace) == []
     assert not answers(port)
     cleaned = events_for(cluster, "web", "CleanedUp")
     assert cleaned and cleaned[0]["type"] == "Normal"

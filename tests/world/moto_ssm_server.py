@@ -27,6 +27,9 @@
   is cancelled, or reaches its executionTimeout (TimedOut), as with an agent that lost its connection.
 - S3 presigned URLs expire: a GET after X-Amz-Date + X-Amz-Expires answers 403 AccessDenied "Request has expired",
   as S3 does (moto does not check).
+- With IAM enforced, a signed request whose query has a value with a slash (`list_objects_v2(Prefix="a/b")`) is
+  checked against the query as the client signed it (moto checks it against werkzeug's decoded URL, and answers
+  SignatureDoesNotMatch).
 
 Usage: DM_SSH_PORT=… DM_SSH_KEY=… DM_SSH_KNOWN_HOSTS=… DM_SSH_USER=… python moto_ssm_server.py -H 127.0.0.1 -p 5000
 """
@@ -53,6 +56,7 @@ import moto.ec2.models
 import moto.ec2.models.elastic_network_interfaces
 import moto.ec2.models.instances
 import moto.ec2.models.subnets
+import moto.iam.access_control
 import moto.ssm.models
 import moto.ssm.responses
 from moto.core.responses import ActionResult, EmptyResult
@@ -67,6 +71,7 @@ subnets: Any = moto.ec2.models.subnets
 ssm_models: Any = moto.ssm.models
 ssm_responses: Any = moto.ssm.responses
 ec2_backends: Any = moto.ec2.models.ec2_backends
+access_control: Any = moto.iam.access_control
 
 STDOUT_LIMIT = 24_000
 STDERR_LIMIT = 8_000
@@ -357,6 +362,23 @@ subnets.Subnet.get_available_subnet_ip = _loopback_subnet_ip
 instances.random_private_ip = lambda *_args, **_kwargs: PRIVATE_IP
 
 
+# --- IAM signature checks of a query with a slash ----------------------------------------------------------
+
+_aws_request = access_control.IAMRequestBase._create_aws_request
+
+
+def _signed_as_sent(self: Any) -> Any:
+    """The request moto signs again, its query quoted as SigV4 quotes it (werkzeug's URL has `%2F` decoded)."""
+    path, _, query = self._path.partition("?")
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        self._path = f"{path}?{urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote, safe='-_.~')}"
+    return _aws_request(self)
+
+
+access_control.IAMRequestBase._create_aws_request = _signed_as_sent
+
+
 # --- injected throttling ---------------------------------------------------------------------------------
 
 class Throttle:
@@ -487,7 +509,8 @@ class CallCounter:
             return urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", ["?"])[0]
         method = str(environ.get("REQUEST_METHOD", ""))
         if path.strip("/").count("/") == 0:
-            return {"PUT": "CreateBucket", "DELETE": "DeleteBucket", "GET": "ListObjects"}.get(method, method)
+            return {"PUT": "CreateBucket", "DELETE": "DeleteBucket", "GET": "ListObjects",
+                    "POST": "DeleteObjects"}.get(method, method)
         return _S3_OPERATIONS.get(method, method)
 
     def _report(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

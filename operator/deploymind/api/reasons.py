@@ -59,6 +59,7 @@ AWS_UNAVAILABLE: Final = "AwsUnavailable"
 HOST_NOT_READY: Final = "HostNotReady"
 PAYLOAD_NOT_DELIVERED: Final = "PayloadNotDelivered"
 COMMAND_CANCELLED: Final = "CommandCancelled"
+PAYLOAD_SWEEP_FAILED: Final = "PayloadSweepFailed"
 
 # Health outcomes
 CANDIDATE_UNHEALTHY: Final = "CandidateUnhealthy"

@@ -1,4 +1,5 @@
-"""Parameter Store for secret payloads: write one SecureString (encrypted with a configurable KMS key), delete it.
+"""Parameter Store for secret payloads: write one SecureString (encrypted with a configurable KMS key), delete it;
+list and delete what is under a path (the sweep of what a killed operator's calls left, transport.ssm_payloads).
 
 The instance reads it with its own role (`aws ssm get-parameter --with-decryption`); the value never appears in an
 SSM command's parameters, which the account's command history keeps."""
@@ -19,6 +20,9 @@ T = TypeVar("T")
 # Parameter Store's value limits in bytes: a Standard parameter holds 4 KB, an Advanced one 8 KB.
 STANDARD_MAX_BYTES = 4096
 ADVANCED_MAX_BYTES = 8192
+# Parameter Store's limits per request: names returned by GetParametersByPath, names given to DeleteParameters.
+PAGE_SIZE = 10
+DELETE_BATCH = 10
 
 
 def tier(value: str) -> str:
@@ -48,6 +52,30 @@ async def delete_parameter(name: str, region: str | None) -> None:
     except AwsError as e:
         if e.code != "ParameterNotFound":
             raise
+
+
+async def names_under(path: str, region: str | None) -> list[str]:
+    """The names of every parameter under `path`, at any depth (one request per 10). Values are not decrypted, so
+    no KMS permission is needed. Raises AwsError: AccessDenied (ssm:GetParametersByPath), AwsUnavailable."""
+    ssm = session.client("ssm", region)
+    names: list[str] = []
+    more: dict[str, str] = {}
+    while True:
+        page = await _call(ssm.get_parameters_by_path, "ssm:GetParametersByPath", path, Path=path, Recursive=True,
+                           WithDecryption=False, MaxResults=PAGE_SIZE, **more)
+        names += [str(found["Name"]) for found in page.get("Parameters", [])]
+        if not page.get("NextToken"):
+            return names
+        more = {"NextToken": str(page["NextToken"])}
+
+
+async def delete_parameters(names: list[str], region: str | None) -> None:
+    """Remove `names` (one request per 10); names already gone are no error (Parameter Store lists them as
+    invalid). Raises AwsError: AccessDenied (ssm:DeleteParameters), AwsUnavailable."""
+    ssm = session.client("ssm", region)
+    for start in range(0, len(names), DELETE_BATCH):
+        batch = names[start:start + DELETE_BATCH]
+        await _call(ssm.delete_parameters, "ssm:DeleteParameters", batch[0], Names=batch)
 
 
 async def _call(fn: Callable[..., T], operation: str, name: str, /, **kwargs: Any) -> T:

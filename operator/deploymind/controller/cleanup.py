@@ -6,6 +6,8 @@ says so with a Normal Event while it waits. Holding the Lease, it runs the clean
 host lock the transport outlasts (`LOCK_TIMEOUT_S`). An unreachable host never blocks deletion for ever (a namespace
 deletion would hang): after `cleanup_timeout_seconds` of retries the operator gives up with a Warning Event naming
 the containers left on the host. Every outcome is also a `cleanup` hook event, so the history keeps it.
+Through ssm, whatever the policy, the Deployment's payloads left in S3 and Parameter Store are swept last
+(controller.payload_sweep).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pydantic import ValidationError
 from deploymind.api import reasons
 from deploymind.api.spec import DeletionPolicy, DeploymentSpec
 from deploymind.commands.cleanup import LOCK_TIMEOUT_S
+from deploymind.controller import payload_sweep
 from deploymind.controller.hostlease import HostLeases
 from deploymind.controller.targets import host_key, open_transport, resolve_host_inputs
 from deploymind.hook_events import CleanupFinished
@@ -33,12 +36,17 @@ log = logging.getLogger(__name__)
 
 
 async def on_delete(rt: Runtime, body: dict[str, Any], spec_raw: dict[str, Any]) -> None:
-    meta = body["metadata"]
-    started = asyncio.get_running_loop().time()
     try:
         spec = DeploymentSpec.model_validate(spec_raw)
     except ValidationError:
         return  # never deployed anything: an invalid spec is Stalled before the host is reached
+    await _leave_host(rt, body, spec)
+    await payload_sweep.on_delete(rt.kube, rt.settings, body, spec)
+
+
+async def _leave_host(rt: Runtime, body: dict[str, Any], spec: DeploymentSpec) -> None:
+    meta = body["metadata"]
+    started = asyncio.get_running_loop().time()
     if spec.deletion_policy == DeletionPolicy.ORPHAN:
         await _finish(rt, body, started, "Normal", reasons.ORPHANED,
                       f"deletionPolicy Orphan: container dm-{meta['uid'][:8]} keeps running on the host")

@@ -24,6 +24,7 @@ from deploymind.controller import revert, rollout
 from deploymind.controller.hooks import Hooks
 from deploymind.controller.kube import Kube
 from deploymind.controller.objectstate import ObjectState
+from deploymind.controller.payload_sweep import PayloadSweep
 from deploymind.controller.plan import REQUESTED_AT
 from deploymind.controller.status_writer import StatusUnreadable
 from deploymind.controller.targets import resolve_inputs
@@ -50,6 +51,7 @@ class Runner:
         self.state = ObjectState(kube, settings, hooks, obj, revision_key=revision_key)
         self.first = True
         self._unreadable_reported = False
+        self._sweep = PayloadSweep(kube, settings)
 
     @property
     def spec(self) -> DeploymentSpec | None:
@@ -87,6 +89,8 @@ class Runner:
         result = RolloutResult()
         try:
             spec = self._parse(obj)
+            # Once after the operator starts (what a killed call left in AWS); off the steady path.
+            await self._sweep.run_if_due(obj, spec)
             if spec.suspend:
                 await self._watch_only(obj, spec, status, conds)
                 outcome = Outcome(suspended=True)
@@ -125,6 +129,8 @@ class Runner:
         return result
 
     async def tick(self, obj: dict[str, Any]) -> None:
+        if self.state.spec is not None:
+            await self._sweep.run_if_due(obj, self.state.spec)  # a retry, when the last sweep failed
         try:
             await tick(self.state, obj)
         except StatusUnreadable as e:

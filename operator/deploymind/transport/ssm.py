@@ -7,7 +7,8 @@ POSIX shell text that carries no values:
   presigned URL; a secret one (the env file) through Parameter Store as a SecureString, read by the instance with
   its own role. The host checks the sha256 before the script starts (a secret's digest travels inside the
   parameter, never in the command: a digest of a short value is a guessable fingerprint). Both are deleted when the
-  call ends, whatever its outcome: the host keeps each revision's env file itself.
+  call ends, whatever its outcome: the host keeps each revision's env file itself. What a call could not delete
+  (the operator died, AWS refused) is swept by its Deployment's prefixes (transport.ssm_payloads).
 - the script's output goes to a file on the host and only its last STDOUT_KEEP bytes are printed, so the final JSON
   line always survives SSM's limit.
 `get_command_invocation` is polled on a schedule (`poll_waits`); a call that times out or is cancelled
@@ -32,9 +33,10 @@ from importlib import resources
 from typing import TypeVar
 
 from deploymind.api import reasons
-from deploymind.aws import ec2, parameters, s3, session, ssm, ssm_info
+from deploymind.aws import ec2, parameters, s3, ssm, ssm_info
 from deploymind.aws.errors import AwsError
 from deploymind.settings import Settings
+from deploymind.transport import ssm_payloads
 from deploymind.transport.base import TRANSPORT_TIMEOUT, Payload, Result, TransportError, TransportRefused
 from deploymind.transport.settle import bounded, start_or_undo
 
@@ -68,7 +70,7 @@ class SSMTransport:
 
     def __init__(self, instance_id: str, region: str | None, *, settings: Settings) -> None:
         self.instance_id = instance_id
-        self.region = region or settings.aws_region or session.default_region() or "us-east-1"
+        self.region = ssm_payloads.region_of(region, settings)
         self._settings = settings
         self.calls = 0
 
@@ -110,9 +112,10 @@ class SSMTransport:
             store = parameters.put_secure_string(name, _parameter_value(payload), kms_key_id=self._settings.kms_key_id,
                                                  region=self.region)
             fetch = Fetch(via="parameter", what=payload.name, parameter=name, region=self.region)
+            held = ssm_payloads.held_parameter(name)
 
             def remove() -> Awaitable[None]:
-                return self._remove(parameters.delete_parameter(name, self.region), f"parameter {name}")
+                return self._remove(parameters.delete_parameter(name, self.region), f"parameter {name}", payload)
         else:
             bucket, key = self._bucket(payload), self.object_key(payload)
             # The host fetches a tarball the moment the command starts, seconds after it is sent; the URL (which
@@ -123,14 +126,17 @@ class SSMTransport:
             store = s3.put_object(bucket, key, payload.data, self.region)
             fetch = Fetch(via="url", what=payload.name, url=url, sha256=payload.sha256, url_expires=expires,
                           url_expiry_s=expiry)
+            held = ssm_payloads.held_object(bucket, key)
 
             def remove() -> Awaitable[None]:
-                return self._remove(s3.delete_object(bucket, key, self.region), f"s3://{bucket}/{key}")
-        await start_or_undo(self._aws(store), lambda _: remove(), CLEANUP_WAIT_S)
-        try:
-            yield fetch
-        finally:
-            await bounded(remove(), CLEANUP_WAIT_S)
+                return self._remove(s3.delete_object(bucket, key, self.region), f"s3://{bucket}/{key}", payload)
+        # Held from before it is stored until its removal is over: a sweep meanwhile leaves it alone.
+        with ssm_payloads.holding(held):
+            await start_or_undo(self._aws(store), lambda _: remove(), CLEANUP_WAIT_S)
+            try:
+                yield fetch
+            finally:
+                await bounded(remove(), CLEANUP_WAIT_S)
 
     def _bucket(self, payload: Payload) -> str:
         if not self._settings.build_bucket:
@@ -143,11 +149,11 @@ class SSMTransport:
 
     def object_key(self, payload: Payload) -> str:
         """`<build prefix>/<payload key>/<name>-<sha256[:12]>`: per revision and content."""
-        return _join(self._settings.build_prefix, payload.key, f"{payload.name}-{payload.sha256[:12]}")
+        return ssm_payloads.object_key(self._settings, payload)
 
     def parameter_name(self, payload: Payload) -> str:
         """`<parameter prefix>/<payload key>/<name>` (Parameter Store paths start with a slash)."""
-        return "/" + _join(self._settings.parameter_prefix, payload.key, payload.name)
+        return ssm_payloads.parameter_name(self._settings, payload)
 
     async def _send(self, wrapper: str, left: float) -> str:
         return await self._aws(ssm.send_shell_script(
@@ -260,12 +266,18 @@ class SSMTransport:
         except AwsError as e:
             log.warning("could not cancel SSM command %s on %s: %s", command_id, self.instance_id, e.message)
 
-    async def _remove(self, removal: Awaitable[None], what: str) -> None:
+    async def _remove(self, removal: Awaitable[None], what: str, payload: Payload) -> None:
         try:
             await removal
         except AwsError as e:
-            # Left behind for now: the next call with this payload key replaces or removes it.
-            log.warning("could not remove %s after a call to %s: %s", what, self.instance_id, e.message)
+            # Left behind for now: its Deployment's next reconcile or tick sweeps it.
+            ssm_payloads.removal_failed(payload.key)
+            log.warning("could not remove %s after a call to %s (swept later): %s", what, self.instance_id,
+                        e.message)
+        except asyncio.CancelledError:
+            # Given up on (CLEANUP_WAIT_S): the delete may or may not land.
+            ssm_payloads.removal_failed(payload.key)
+            raise
 
 
 def poll_waits(initial: float, cap: float) -> Iterator[float]:
@@ -280,10 +292,6 @@ def poll_waits(initial: float, cap: float) -> Iterator[float]:
     while True:
         step = min(2 * step, cap)
         yield step
-
-
-def _join(*parts: str) -> str:
-    return "/".join(part.strip("/") for part in parts if part.strip("/"))
 
 
 def _parameter_value(payload: Payload) -> str:
