@@ -21,6 +21,48 @@ from world.postgres import Postgres
 from world.sshd import Sshd
 from world.tools import helm_path, kubectl_path, trivy_path
 
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
+AFTER_E2E = "after_e2e"
+_DESELECTED_E2E = pytest.StashKey[int]()
+_E2E_NOT_WHOLE = pytest.StashKey[str]()
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        stash = items[0].config.stash
+        stash[_DESELECTED_E2E] = stash.get(_DESELECTED_E2E, 0) + sum(1 for i in items if i.path.is_relative_to(E2E_DIR))
+
+
+@pytest.hookimpl(trylast=True)  # after -k, -m and --deselect have deselected what they do
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `after_e2e` check what the end-to-end tests left behind (the emulator's audit of the whole
+    session), so they run last; `e2e_not_whole` tells them whether every end-to-end test is in the session."""
+    last = [item for item in items if item.get_closest_marker(AFTER_E2E)]
+    items[:] = [item for item in items if not item.get_closest_marker(AFTER_E2E)] + last
+    config.stash[_E2E_NOT_WHOLE] = _why_not_every_e2e_test(config, items)
+
+
+def _why_not_every_e2e_test(config: pytest.Config, items: list[pytest.Item]) -> str:
+    if deselected := config.stash.get(_DESELECTED_E2E, 0):
+        return f"tests of tests/e2e deselected (-k, -m, --deselect, --lf): {deselected}"
+    for arg in config.args:
+        path, sep, _ = arg.partition("::")
+        if sep and (config.invocation_params.dir / path).resolve().is_relative_to(E2E_DIR):
+            return f"only some tests of {path} were asked for ({arg})"
+    modules = {item.path for item in items}
+    every = sorted(E2E_DIR.glob("test_*.py"))
+    missing = [p.name for p in every if p not in modules]
+    if not missing:
+        return ""
+    shown = ", ".join(missing[:3]) + (", …" if len(missing) > 3 else "")
+    return f"{len(missing)} of the {len(every)} modules of tests/e2e not collected ({shown})"
+
+
+@pytest.fixture(scope="session")
+def e2e_not_whole(request: pytest.FixtureRequest) -> str:
+    """Why this session does not run every test of tests/e2e ("" when it does)."""
+    return request.config.stash.get(_E2E_NOT_WHOLE, "the collection was not modified")
+
 
 @pytest.fixture(scope="session")
 def world_root() -> Iterator[Path]:

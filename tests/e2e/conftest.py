@@ -1,4 +1,5 @@
-"""End-to-end fixtures: a namespace per test, the operator as a process watching it, and a way to clean the host."""
+"""End-to-end fixtures: a namespace per test, the operator as a process watching it (as the chart's ServiceAccount,
+under the chart's RBAC: chart_rbac.py), and a way to clean the host."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from chart_rbac import chart_operator_kubeconfig
 from dm import Cluster, Operator, leave_no_trace
 
 from deploymind.sandbox.docker_engine import DockerEngine
@@ -37,7 +39,7 @@ def operator_env() -> dict[str, str]:
 @pytest.fixture
 def operator(kube: Kube, docker_engine: DockerEngine, namespace: str, world_root: Path,
              operator_env: dict[str, str]) -> Iterator[Operator]:
-    op = Operator(kubeconfig=kube.kubeconfig, namespace=namespace,
+    op = Operator(kubeconfig=chart_operator_kubeconfig(kube, namespace), namespace=namespace,
                   workdir=private_dir(world_root, f"operator-{namespace}", mode=0o755),
                   env={**docker_engine.env, **operator_env})
     op.start()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chart_rbac import chart_operator_kubeconfig
 from dm import Cluster, Operator, deployment, handled, http_get, leave_no_trace, wait_for
 
 from deploymind.sandbox.docker_engine import DockerEngine
@@ -83,7 +84,7 @@ def traced_operator(kube: Kube, docker_engine: DockerEngine, namespace: str, wor
     wrapper.write_text(GIT_WRAPPER.format(log=git_log, git=real_git))
     wrapper.chmod(0o755)
     env = {**docker_engine.env, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    op = Operator(kubeconfig=kube.kubeconfig, namespace=namespace,
+    op = Operator(kubeconfig=chart_operator_kubeconfig(kube, namespace), namespace=namespace,
                   workdir=private_dir(world_root, f"operator-{namespace}", mode=0o755), env=env)
     op.start()
     yield op

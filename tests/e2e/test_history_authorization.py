@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from chart_rbac import chart_operator_kubeconfig
 from dm import Cluster, Operator, leave_no_trace, wait_for
 
 from deploymind.sandbox.docker_engine import DockerEngine
@@ -34,7 +35,7 @@ RBAC = "rbac.authorization.k8s.io/v1"
 @pytest.fixture
 def operator(kube: Kube, docker_engine: DockerEngine, namespace: str, world_root: Path) -> Iterator[Operator]:
     """The operator as the chart runs it: history and metrics for authorized users only."""
-    op = Operator(kubeconfig=kube.kubeconfig, namespace=namespace,
+    op = Operator(kubeconfig=chart_operator_kubeconfig(kube, namespace), namespace=namespace,
                   workdir=private_dir(world_root, f"operator-{namespace}", mode=0o755), env=docker_engine.env,
                   history_auth="kubernetes", extra_args=["--metrics-auth", "kubernetes"])
     op.start()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chart_rbac import chart_operator_kubeconfig
 from dm import Cluster, Operator, deployment, docker, leave_no_trace, ready
 
 from deploymind.sandbox.docker_engine import DockerEngine
@@ -98,7 +99,7 @@ def test_a_commit_with_symlinks_out_of_its_tree_is_refused_and_nothing_of_the_ho
 @pytest.fixture
 def strict_operator(kube: Kube, docker_engine: DockerEngine, namespace: str, world_root: Path) -> Iterator[Operator]:
     """`deploymind run` as an administrator would start it: without --allow-file-repos."""
-    op = Operator(kubeconfig=kube.kubeconfig, namespace=namespace, allow_file_repos=False,
+    op = Operator(kubeconfig=chart_operator_kubeconfig(kube, namespace), namespace=namespace, allow_file_repos=False,
                   workdir=private_dir(world_root, f"operator-{namespace}", mode=0o755), env=dict(docker_engine.env))
     op.start()
     yield op

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chart_rbac import chart_operator_kubeconfig
 from dm import Cluster, Operator, deployment, docker, http_get, leave_no_trace, ready, wait_for
 from kmock._internal.rendering import Request, Response
 from test_crash_recovery import Host, commit_slow_start
@@ -109,7 +110,7 @@ class IntentWatch:
 
 @pytest.fixture
 def crashable(kube: Kube, docker_engine: DockerEngine, namespace: str, world_root: Path) -> Iterator[Operator]:
-    op = Operator(kubeconfig=kube.kubeconfig, namespace=namespace,
+    op = Operator(kubeconfig=chart_operator_kubeconfig(kube, namespace), namespace=namespace,
                   workdir=private_dir(world_root, f"operator-{namespace}", mode=0o755), env=dict(docker_engine.env))
     op.start()
     yield op

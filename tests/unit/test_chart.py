@@ -115,8 +115,7 @@ def expand(scope: str, group: str, resources: str, verbs: str, name: str = "*") 
 
 # What the operator calls (docs/install.md "What the operator may do"), scope by scope.
 CLUSTER_ALWAYS = (expand("*", "authentication.k8s.io", "tokenreviews", "create")
-                  | expand("*", "authorization.k8s.io", "subjectaccessreviews", "create")
-                  | expand("*", "apiextensions.k8s.io", "customresourcedefinitions", "list watch"))
+                  | expand("*", "authorization.k8s.io", "subjectaccessreviews", "create"))
 IN_OPERATOR_NAMESPACE = (expand(NAMESPACE, "coordination.k8s.io", "leases", "get create update")
                          | expand(NAMESPACE, "", "secrets", "create")
                          | expand(NAMESPACE, "", "secrets", "get", REVISION_KEY_SECRET))
@@ -191,10 +190,8 @@ def test_watching_every_namespace_grants_exactly_what_the_operator_calls(
 def test_watching_a_list_grants_secrets_and_deployments_only_in_those_namespaces(
         rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["namespaced"]
-    kopf_namespace_watch = expand("*", "", "namespaces", "list watch")
 
-    assert operator_grants(docs) == (CLUSTER_ALWAYS | kopf_namespace_watch | IN_OPERATOR_NAMESPACE
-                                     | watched("team-a") | watched("team-b"))
+    assert operator_grants(docs) == (CLUSTER_ALWAYS | IN_OPERATOR_NAMESPACE | watched("team-a") | watched("team-b"))
     assert operator_container(docs)["args"][-2:] == ["--namespace=team-a", "--namespace=team-b"]
 
 

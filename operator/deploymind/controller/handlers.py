@@ -33,6 +33,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="kopf.deploymind.io", key="last-handled-configuration")
     settings.posting.enabled = False  # Events come from condition changes only (StatusWriter)
+    # No list/watch of CRDs and namespaces, so the chart grants neither: the namespaces served are the ones named
+    # (`-n` takes names, not globs), and the CRD's resources are discovered once at startup (a new CRD version
+    # comes with a chart upgrade, which restarts the operator).
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
     settings.networking.request_timeout = 30
