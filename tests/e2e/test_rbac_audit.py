@@ -1,0 +1,137 @@
+"""The chart's RBAC is exactly what the operator uses: after every other test of the session, the emulator's audit
+of each operator that ran as the chart's ServiceAccount (chart_rbac.py) holds no request the chart's rules refuse,
+and, when the session ran the whole e2e suite, every verb those rules grant was used by some request.
+
+Both chart variants are judged: `watchNamespaces` listing the namespace (what the e2e operators ran under, started
+with `--namespace N`) and the default, one ClusterRole for every namespace, whose rules are the same verbs granted
+cluster-wide."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from chart_rbac import VARIANTS, ChartOperator, chart_operators, chart_rbac, service_account
+
+from deploymind.sandbox.kube.auth import UserInfo
+from deploymind.sandbox.kube.rbac import evaluate, rule_allows
+from deploymind.sandbox.kube.request_info import RequestAttributes
+from world.kube import Kube
+
+pytestmark = [pytest.mark.e2e, pytest.mark.after_e2e]
+
+JsonObj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Granted:
+    """One verb on one resource (or URL) of one rule the chart binds to its ServiceAccount, named as the chart
+    names it whatever the release (`<release>-deploymind-operator`)."""
+
+    role: str
+    rule: int
+    verb: str
+    api_group: str | None
+    resource: str | None
+    resource_names: tuple[str, ...] = ()
+    non_resource_url: str | None = None
+    namespace: str | None = None
+    """The RoleBinding's namespace; None for a ClusterRoleBinding (any namespace, and cluster-scoped requests)."""
+
+    def allows(self, attributes: RequestAttributes) -> bool:
+        if self.namespace is not None and attributes.namespace != self.namespace:
+            return False
+        if self.non_resource_url is not None:
+            return rule_allows({"verbs": [self.verb], "nonResourceURLs": [self.non_resource_url]}, attributes)
+        return rule_allows({"verbs": [self.verb], "apiGroups": [self.api_group], "resources": [self.resource],
+                            "resourceNames": list(self.resource_names)}, attributes)
+
+    def key(self, release: str) -> tuple[str, int, str, str | None, str | None, tuple[str, ...], str | None]:
+        """The same grant in every release: the release's name replaced by `<release>`."""
+        names = tuple(name.replace(release, "<release>") for name in self.resource_names)
+        return (self.role.replace(release, "<release>"), self.rule, self.verb, self.api_group, self.resource, names,
+                self.non_resource_url)
+
+    def __str__(self) -> str:
+        what = self.non_resource_url or f"{self.resource}.{self.api_group}".rstrip(".")
+        names = f" named {', '.join(self.resource_names)}" if self.resource_names else ""
+        return f"{self.role} rule {self.rule}: {self.verb} {what}{names}"
+
+
+def granted(namespace: str, variant: str) -> Iterator[Granted]:
+    """Every verb the chart's rules for release `namespace` grant its ServiceAccount, one resource at a time."""
+    docs = chart_rbac(namespace, variant)
+    roles = {(doc["kind"], doc["metadata"]["name"], doc["metadata"].get("namespace")): doc for doc in docs
+             if doc["kind"] in ("Role", "ClusterRole")}
+    account = {"kind": "ServiceAccount", "name": service_account(namespace), "namespace": namespace}
+    for binding in docs:
+        if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding") or account not in binding["subjects"]:
+            continue
+        scope = binding["metadata"].get("namespace")
+        ref = binding["roleRef"]
+        role = roles[(ref["kind"], ref["name"], scope if ref["kind"] == "Role" else None)]
+        label = f"{ref['kind']} {ref['name']}"
+        for index, rule in enumerate(role["rules"]):
+            for verb in rule["verbs"]:
+                for url in rule.get("nonResourceURLs", []):
+                    yield Granted(label, index, verb, None, None, non_resource_url=url, namespace=scope)
+                for group in rule.get("apiGroups", []):
+                    for resource in rule.get("resources", []):
+                        yield Granted(label, index, verb, group, resource, tuple(rule.get("resourceNames", [])),
+                                      namespace=scope)
+
+
+def described(attributes: RequestAttributes) -> str:
+    if attributes.non_resource_url is not None:
+        return f"{attributes.verb} {attributes.non_resource_url}"
+    resource = f"{attributes.resource}.{attributes.api_group}".rstrip(".")
+    if attributes.subresource:
+        resource += f"/{attributes.subresource}"
+    where = f" in {attributes.namespace}" if attributes.namespace else ""
+    return f"{attributes.verb} {resource}{f' {attributes.name}' if attributes.name else ''}{where}"
+
+
+@pytest.fixture
+def operators(kube: Kube) -> list[ChartOperator]:
+    found = list(chart_operators(kube.emulator.audit.requesters()))
+    if not found:
+        pytest.skip("no operator ran as the chart's ServiceAccount in this session: run it after tests/e2e")
+    return found
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_request_of_an_operator_is_one_the_charts_rbac_allows(
+        kube: Kube, operators: list[ChartOperator], variant: str) -> None:
+    refused = []
+    for op in operators:
+        rbac = chart_rbac(op.namespace, variant)
+        user = UserInfo.service_account(op.namespace, service_account(op.namespace))
+        for attributes in kube.emulator.audit.requested_by(op.user):
+            if not evaluate(rbac, user, attributes, namespace=op.namespace).allowed:
+                refused.append(described(attributes).replace(op.namespace, "<namespace>"))
+
+    assert not refused, (f"the operator asked for what charts/deploymind/templates/rbac.yaml ({variant}) does not "
+                         f"grant; add a rule there, or stop the call: {sorted(set(refused))}")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_verb_the_charts_rbac_grants_was_used_by_an_operator(
+        kube: Kube, operators: list[ChartOperator], variant: str, e2e_not_whole: str) -> None:
+    if e2e_not_whole:
+        pytest.skip(f"only meaningful after the whole e2e suite (pytest tests/e2e), which this session is not: "
+                    f"{e2e_not_whole}")
+    grants: dict[tuple[Any, ...], str] = {}
+    used: set[tuple[Any, ...]] = set()
+    for op in operators:
+        requests = kube.emulator.audit.requested_by(op.user)
+        for grant in granted(op.namespace, variant):
+            key = grant.key(op.namespace)
+            grants.setdefault(key, str(grant).replace(op.namespace, "<release>"))
+            if key not in used and any(grant.allows(attributes) for attributes in requests):
+                used.add(key)
+
+    unused = [text for key, text in grants.items() if key not in used]
+    assert not unused, (f"charts/deploymind/templates/rbac.yaml ({variant}) grants what no operator request of the "
+                        f"whole e2e suite used; remove it, or add the e2e test that needs it: {unused}")
