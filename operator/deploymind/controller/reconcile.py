@@ -89,8 +89,6 @@ class Runner:
         result = RolloutResult()
         try:
             spec = self._parse(obj)
-            # Once after the operator starts (what a killed call left in AWS); off the steady path.
-            await self._sweep.run_if_due(obj, spec)
             if spec.suspend:
                 await self._watch_only(obj, spec, status, conds)
                 outcome = Outcome(suspended=True)
@@ -118,6 +116,9 @@ class Runner:
         else:
             if state.has_transport:
                 state.unreachable = 0
+                # Once after the operator starts (what a killed call left in AWS), off the steady path, and only
+                # for a target the rollout reached: a refused target costs no AWS call.
+                await self._sweep.run_if_due(obj, spec)
         state.outcome = outcome
         log.info("%s/%s: reconciled (%s): %s", meta["namespace"], meta["name"], trigger,
                  outcome.stalled_reason or outcome.waiting_reason or "ok")
@@ -129,7 +130,7 @@ class Runner:
         return result
 
     async def tick(self, obj: dict[str, Any]) -> None:
-        if self.state.spec is not None:
+        if self.state.spec is not None and self.state.has_transport:
             await self._sweep.run_if_due(obj, self.state.spec)  # a retry, when the last sweep failed
         try:
             await tick(self.state, obj)
