@@ -419,6 +419,17 @@ def test_bad_values_are_refused_naming_the_value(values: dict[str, Any], expecte
         assert text in result.stderr
 
 
+def test_an_irsa_role_with_an_existing_service_account_is_refused_not_dropped(tmp_path: Path) -> None:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump({"serviceAccount": {"create": False},
+                                           "aws": {"roleArn": "arn:aws:iam::123456789012:role/deploymind"}}))
+
+    result = helm("template", RELEASE, str(CHART), "--values", str(values_file))
+
+    assert result.returncode == 1
+    assert "aws.roleArn needs serviceAccount.create=true" in result.stderr
+
+
 def trivy_findings(directory: Path, cache: Path) -> Iterator[tuple[str, str, str, str]]:
     """(file, check id, severity, message) of every HIGH or CRITICAL misconfiguration Trivy reports."""
     result = subprocess.run(

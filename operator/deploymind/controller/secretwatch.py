@@ -191,7 +191,7 @@ class SecretWatches:
                 failures = 0
             except Expired:
                 seen.resource_version = None  # read it again; the digest tells whether anything was missed
-            except (WatchFailed, aiohttp.ClientError, OSError, ValueError) as e:  # OSError: timeouts, TLS files too
+            except Exception as e:  # any failure: a watch that ended here would never restart, so keep it alive
                 failures += 1
                 seen.resource_version = None
                 delay = backoff_s(failures, self._max_backoff_s)

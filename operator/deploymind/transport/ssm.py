@@ -14,7 +14,8 @@ POSIX shell text that carries no values:
 `get_command_invocation` is polled on a schedule (`poll_waits`); a call that times out or is cancelled
 cancels the command, within bounds. SSM reports nothing about a command whose instance stopped or lost its agent
 until the command's execution timeout: a command still running after LIVENESS_AFTER_S is also checked on (the
-instance Online in SSM?) every LIVENESS_EVERY_S, and one whose instance left is cancelled and reported at once.
+instance Online in SSM?) every LIVENESS_EVERY_S; one whose instance stopped is cancelled and reported at once, one
+whose agent is out of SSM on two checks in a row likewise.
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ class SSMTransport:
         loop = asyncio.get_running_loop()
         waits = poll_waits(self._settings.ssm_poll_initial_seconds, self._settings.ssm_poll_max_seconds)
         check_at = loop.time() + LIVENESS_AFTER_S
+        unmanaged = 0  # consecutive checks that found the instance out of SSM while EC2 says it runs
         while True:
             await asyncio.sleep(max(0.0, min(next(waits), deadline - loop.time())))
             try:
@@ -186,7 +188,10 @@ class SSMTransport:
             if loop.time() >= check_at:
                 check_at = loop.time() + LIVENESS_EVERY_S
                 left = await self._left()
-                if left is not None:
+                unmanaged = unmanaged + 1 if left is not None and left.reason == reasons.INSTANCE_NOT_MANAGED else 0
+                # A stopped instance ends the call at once; an agent that dropped out of SSM (a network blip, an
+                # agent restart) gets one more check, LIVENESS_EVERY_S later, before its command is cancelled.
+                if left is not None and (left.reason == reasons.INSTANCE_NOT_RUNNING or unmanaged >= 2):
                     await bounded(self._cancel(command_id), CLEANUP_WAIT_S)
                     raise left
 
