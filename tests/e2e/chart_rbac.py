@@ -9,7 +9,10 @@ cluster-scoped ClusterRole and its binding are then named for N too, so the test
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ import yaml
 
 from deploymind.sandbox.kube.api_errors import ApiError
 from deploymind.sandbox.kube.auth import SERVICE_ACCOUNT_PREFIX, service_account_of
+from deploymind.sandbox.kube.request_info import RequestAttributes
 from world.kube import Kube
 from world.tools import helm_path
 
@@ -106,3 +110,40 @@ def chart_operators(requesters: list[str]) -> Iterator[ChartOperator]:
         account = service_account_of(user)
         if account is not None and account[1] == service_account(account[0]):
             yield ChartOperator(account[0], user)
+
+
+# --- the audit of several sessions (pytest-xdist workers) judged together -----------------------------------------
+
+AUDIT_DIR_ENV = "DEPLOYMIND_AUDIT_DIR"
+"""Where each e2e session writes, as it ends, what its chart operators asked for and which tests it ran."""
+AUDIT_FROM_ENV = "DEPLOYMIND_AUDIT_FROM"
+"""Where test_rbac_audit.py reads those files from, instead of its own session's audit log."""
+
+
+def dump_audit(directory: Path, requested: dict[str, set[RequestAttributes]], ran: set[str]) -> Path:
+    """One session's part: each chart operator's requests, and the node ids of the tests it ran."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"audit-{os.getpid()}.json"
+    body = {"ran": sorted(ran),
+            "requested": {user: [dataclasses.asdict(a) for a in attrs] for user, attrs in requested.items()}}
+    path.write_text(json.dumps(body))
+    return path
+
+
+@dataclass(frozen=True)
+class AuditUnion:
+    """The union of every session's part: what the audit test judges when the suite ran in several sessions."""
+
+    requested: dict[str, frozenset[RequestAttributes]]
+    ran: frozenset[str]
+
+    @classmethod
+    def load(cls, directory: Path) -> AuditUnion:
+        requested: dict[str, set[RequestAttributes]] = {}
+        ran: set[str] = set()
+        for path in sorted(directory.glob("audit-*.json")):
+            body = json.loads(path.read_text())
+            ran.update(body["ran"])
+            for user, attrs in body["requested"].items():
+                requested.setdefault(user, set()).update(RequestAttributes(**a) for a in attrs)
+        return cls({user: frozenset(attrs) for user, attrs in requested.items()}, frozenset(ran))

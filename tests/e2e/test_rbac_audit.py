@@ -8,12 +8,17 @@ cluster-wide."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
-from chart_rbac import VARIANTS, ChartOperator, chart_operators, chart_rbac, service_account
+from chart_rbac import AUDIT_FROM_ENV, VARIANTS, AuditUnion, ChartOperator, chart_operators, chart_rbac, service_account
 
 from deploymind.sandbox.kube.auth import UserInfo
 from deploymind.sandbox.kube.rbac import evaluate, rule_allows
@@ -93,9 +98,53 @@ def described(attributes: RequestAttributes) -> str:
     return f"{attributes.verb} {resource}{f' {attributes.name}' if attributes.name else ''}{where}"
 
 
+class Audit(Protocol):
+    def requesters(self) -> list[str]: ...
+
+    def requested_by(self, user: str) -> AbstractSet[RequestAttributes]: ...
+
+
+@dataclass(frozen=True)
+class UnionAudit:
+    union: AuditUnion
+
+    def requesters(self) -> list[str]:
+        return sorted(self.union.requested)
+
+    def requested_by(self, user: str) -> AbstractSet[RequestAttributes]:
+        return self.union.requested.get(user, frozenset())
+
+
+def every_e2e_test() -> set[str]:
+    """The node ids a whole run of tests/e2e (but this module) sets up, as pytest collects them."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only",
+                           "-m", "not after_e2e", "tests/e2e"], cwd=root, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return {line.strip() for line in done.stdout.splitlines() if "::" in line}
+
+
+@pytest.fixture(scope="module")
+def audit_and_gaps(request: pytest.FixtureRequest) -> tuple[Audit, str]:
+    """The audit to judge, and why it is not that of the whole e2e suite ("" when it is): this session's own, or
+    with $DEPLOYMIND_AUDIT_FROM the union of the parts every session of a split run wrote (scripts/run-tests)."""
+    if directory := os.environ.get(AUDIT_FROM_ENV):
+        union = AuditUnion.load(Path(directory))
+        missing = sorted(every_e2e_test() - union.ran)
+        gaps = f"{len(missing)} e2e tests ran in no session ({', '.join(missing[:3])})" if missing else ""
+        return UnionAudit(union), gaps
+    kube: Kube = request.getfixturevalue("kube")
+    return kube.emulator.audit, request.getfixturevalue("e2e_not_whole")
+
+
 @pytest.fixture
-def operators(kube: Kube) -> list[ChartOperator]:
-    found = list(chart_operators(kube.emulator.audit.requesters()))
+def audit(audit_and_gaps: tuple[Audit, str]) -> Audit:
+    return audit_and_gaps[0]
+
+
+@pytest.fixture
+def operators(audit: Audit) -> list[ChartOperator]:
+    found = list(chart_operators(audit.requesters()))
     if not found:
         pytest.skip("no operator ran as the chart's ServiceAccount in this session: run it after tests/e2e")
     return found
@@ -103,12 +152,12 @@ def operators(kube: Kube) -> list[ChartOperator]:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_request_of_an_operator_is_one_the_charts_rbac_allows(
-        kube: Kube, operators: list[ChartOperator], variant: str) -> None:
+        audit: Audit, operators: list[ChartOperator], variant: str) -> None:
     refused = []
     for op in operators:
         rbac = chart_rbac(op.namespace, variant)
         user = UserInfo.service_account(op.namespace, service_account(op.namespace))
-        for attributes in kube.emulator.audit.requested_by(op.user):
+        for attributes in audit.requested_by(op.user):
             if not evaluate(rbac, user, attributes, namespace=op.namespace).allowed:
                 refused.append(described(attributes).replace(op.namespace, "<namespace>"))
 
@@ -118,14 +167,14 @@ def test_every_request_of_an_operator_is_one_the_charts_rbac_allows(
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_verb_the_charts_rbac_grants_was_used_by_an_operator(
-        kube: Kube, operators: list[ChartOperator], variant: str, e2e_not_whole: str) -> None:
-    if e2e_not_whole:
-        pytest.skip(f"only meaningful after the whole e2e suite (pytest tests/e2e), which this session is not: "
-                    f"{e2e_not_whole}")
+        audit: Audit, audit_and_gaps: tuple[Audit, str], operators: list[ChartOperator], variant: str) -> None:
+    if gaps := audit_and_gaps[1]:
+        pytest.skip(f"only meaningful after the whole e2e suite (pytest tests/e2e, or scripts/run-tests), which "
+                    f"this audit is not of: {gaps}")
     grants: dict[tuple[Any, ...], str] = {}
     used: set[tuple[Any, ...]] = set()
     for op in operators:
-        requests = kube.emulator.audit.requested_by(op.user)
+        requests = audit.requested_by(op.user)
         for grant in granted(op.namespace, variant):
             key = grant.key(op.namespace)
             grants.setdefault(key, str(grant).replace(op.namespace, "<release>"))
