@@ -95,6 +95,9 @@ class Actor:
             _new_runner, settings=settings, hooks=hooks, revision_key=revision_key)
         self._wake = asyncio.Event()
         self._triggers: list[str] = []
+        self._taken_generation: int | None = None
+        """The generation the newest rollout read as it started: a create or resume handler's wake for it (or an
+        older one) asks for nothing that rollout does not already do."""
         self.lock = asyncio.Lock()
         self._runner: RunnerLike | None = None
         self._latest: Latest | None = None
@@ -104,8 +107,14 @@ class Actor:
         self._next_poll: float = 0.0
         self._reconcile_due = True  # level-triggered: a fresh actor always reconciles once
 
-    def wake(self, trigger: str) -> None:
-        """Called by handlers: something changed (spec, annotation, Secret, webhook). Never blocks."""
+    def wake(self, trigger: str, generation: int | None = None) -> None:
+        """Called by handlers: something changed (spec, annotation, Secret, webhook). Never blocks.
+
+        `generation`: the spec generation a spec handler saw. A fresh actor reconciles at once, so the create
+        handler's wake, arriving while that first rollout runs, would only repeat it: such a wake is dropped (a
+        repeat is not free: it resolves the branch again, and may roll out a commit nobody asked for yet)."""
+        if generation is not None and self._taken_generation is not None and generation <= self._taken_generation:
+            return
         self._triggers.append(trigger)
         self._reconcile_due = True
         self._wake.set()
@@ -174,6 +183,7 @@ class Actor:
             obj = await self._current()
             if obj is None:
                 return
+            self._taken_generation = int(obj["metadata"].get("generation") or 0)
             trigger = self._triggers[0] if self._triggers else ("Resume" if runner.first else "Poll")
             self._triggers.clear()
             self._reconcile_due = False

@@ -113,7 +113,8 @@ async def actor(stopped: kopf.DaemonStopped, body: kopf.Body, meta: kopf.Meta, *
 async def spec_changed(meta: kopf.Meta, reason: str, **_: Any) -> None:
     # async, so Kopf runs it on the event loop: a sync handler runs in a worker thread, where setting the
     # actor's asyncio.Event (and creating the actor) is not safe.
-    runtime().wake(str(meta["namespace"]), str(meta["name"]), "Resume" if reason == "resume" else "SpecChange")
+    runtime().wake(str(meta["namespace"]), str(meta["name"]), "Resume" if reason == "resume" else "SpecChange",
+                   int(meta.get("generation") or 0))
 
 
 @kopf.on.field(*RESOURCE, field="metadata.annotations")

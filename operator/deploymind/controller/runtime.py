@@ -46,10 +46,10 @@ class Runtime:
     def forget_actor(self, namespace: str, name: str) -> None:
         self.actors.pop((namespace, name), None)
 
-    def wake(self, namespace: str, name: str, trigger: str) -> None:
+    def wake(self, namespace: str, name: str, trigger: str, generation: int | None = None) -> None:
         # The actor may not exist yet (a create handler can run before the daemon starts): create it, so the
         # trigger is kept and the daemon picks up the same actor.
-        self.actor(namespace, name).wake(trigger)
+        self.actor(namespace, name).wake(trigger, generation)
 
     def names_secrets(self, namespace: str, name: str, secrets: Iterable[str]) -> None:
         """What a Deployment's spec names now (nothing once it is deleted): the watched Secrets follow, each watched
