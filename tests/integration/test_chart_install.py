@@ -87,7 +87,7 @@ def test_two_replicas_on_postgresql_install_a_disruption_budget_over_the_operato
     ok(kubectl("-n", namespace, "create", "secret", "generic", "deploymind-db",
                "--from-literal=url=postgresql+psycopg://deploymind:secret@127.0.0.1:5432/deploymind"))
     ok(helm("install", RELEASE, str(CHART), "-n", namespace, "--take-ownership", "--set", "replicas=2",
-            "--set", "history.databaseUrlSecret.name=deploymind-db"))
+            "--set", "history.databaseUrlSecret.name=deploymind-db", "--set", "history.keySecret.name=history-key"))
     deployment = get(kubectl, namespace, "deployment.apps")
     assert deployment["spec"]["replicas"] == 2
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}

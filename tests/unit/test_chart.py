@@ -396,7 +396,8 @@ def test_the_network_policy_opens_only_the_http_port(rendered: dict[str, list[di
 
 @pytest.mark.parametrize(("values", "expected"), [
     ({"replicas": 2}, ["at '/replicas': maximum: got 2, want 1",
-                       "at '/history/databaseUrlSecret/name': minLength: got 0, want 1"]),
+                       "at '/history/databaseUrlSecret/name': minLength: got 0, want 1",
+                       "at '/history/keySecret/name': minLength: got 0, want 1"]),
     ({"watchNamespaces": "team-a"}, ["at '/watchNamespaces': got string, want array"]),
     ({"watchNamespaces": ["Team_A"]}, ["at '/watchNamespaces/0'"]),
     ({"metrics": {"auth": "maybe"}}, ["at '/metrics/auth': value must be one of 'kubernetes', 'none'"]),
