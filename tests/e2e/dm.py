@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import os
 import signal
@@ -192,6 +193,9 @@ def http_get(port: int, path: str = "/", timeout: float = 2) -> tuple[int, str]:
             return r.status, r.read().decode(errors="replace")
     except urllib.error.HTTPError as e:
         return e.code, ""
+    except http.client.HTTPException as e:
+        # The app's container was replaced mid-answer (a switch, a revert): no answer, as a refused connection.
+        raise ConnectionResetError(f"the app's answer broke off: {e!r}") from e
 
 
 def docker(engine: DockerEngine, *args: str) -> str:

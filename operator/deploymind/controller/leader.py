@@ -173,7 +173,10 @@ class LeaderElector:
             sent = loop.time()
             wait = self.timing.retry_every
             try:
-                outcome = await asyncio.wait_for(self._attempt(), 2 * self.timing.retry_every)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives as
+                # the inner call completes, and the cancelled loop would then never end.
+                async with asyncio.timeout(2 * self.timing.retry_every):
+                    outcome = await self._attempt()
             except Conflict:
                 outcome = _Outcome(held=False)  # another replica wrote it between our read and write: read again
             except Exception as e:
@@ -197,7 +200,8 @@ class LeaderElector:
                 await asyncio.sleep(wait)
             else:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await stop.wait()
         return False
 
     async def keep(self) -> str:
@@ -214,7 +218,8 @@ class LeaderElector:
                 self._set_leading(False)
                 return f"the leader {self.where} was not renewed for {self.timing.renew_deadline:g} s"
             try:
-                outcome = await asyncio.wait_for(self._attempt(renewing=True), deadline - sent)
+                async with asyncio.timeout(deadline - sent):  # not wait_for: see acquire
+                    outcome = await self._attempt(renewing=True)
             except Conflict:
                 failing = True  # written since we read it: read it again
                 continue
