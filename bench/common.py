@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -38,3 +40,11 @@ def summary(values: list[float], digits: int = 3) -> dict[str, float]:
     ordered = sorted(values)
     return {"n": len(ordered), "median": round(statistics.median(ordered), digits),
             "min": round(ordered[0], digits), "max": round(ordered[-1], digits)}
+
+
+def emit(results: dict[str, object], path: Path | None) -> None:
+    """Print a benchmark's results as JSON, and write them to `path` too (its --json FILE) when given."""
+    text = json.dumps(results, indent=2)
+    print(text)
+    if path:
+        path.write_text(text + "\n")

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "e2e"), str(ROOT / "tests"), str(ROOT / "operator")]
 
 import kubernetes.client as k8s  # noqa: E402
-from common import summary  # noqa: E402
+from common import emit, summary  # noqa: E402
 from dm import Cluster, Operator, deployment, handled, http_get, wait_for  # noqa: E402
 
 from deploymind.controller.kube import load_api_client  # noqa: E402
@@ -202,10 +202,7 @@ def main() -> int:
         "rounds": rounds,
         "sigterm_handover": handover,
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(results, args.json)
     return 0
 
 

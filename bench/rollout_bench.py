@@ -55,7 +55,7 @@ from kubernetes import client, config, watch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "operator")]
 
-from common import http_get, summary, wait_for  # noqa: E402
+from common import emit, http_get, summary, wait_for  # noqa: E402
 
 from deploymind.api import GROUP, PLURAL, VERSION  # noqa: E402
 from deploymind.api.crd import render_crd  # noqa: E402
@@ -588,10 +588,7 @@ def main() -> int:
         "env_only_reverts": env_reverts,
         "sandbox_app_env_updates": sandbox_app,
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(results, args.json)
     return 0
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import re
@@ -48,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "operator")]
 
 import kubernetes.client as k8s  # noqa: E402
-from common import http_get, summary, wait_for  # noqa: E402
+from common import emit, http_get, summary, wait_for  # noqa: E402
 
 from deploymind.api import GROUP, PLURAL, VERSION  # noqa: E402
 from deploymind.controller.kube import load_api_client  # noqa: E402
@@ -321,10 +320,7 @@ def main() -> int:
         "deletion": {**deletion, "containers_left": left},
         "api_requests": requests,
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(results, args.json)
     return 0
 
 

@@ -9,7 +9,6 @@ import datetime
 import logging
 import time
 import uuid
-from collections.abc import Callable
 
 import kubernetes.client as k8s
 import pytest
@@ -20,6 +19,7 @@ from deploymind.controller.hostlease import UID_ANNOTATION, HostLeases, lease_na
 from deploymind.controller.kube import Kube, load_api_client
 from deploymind.steps.errors import Waiting
 from world.kube import Kube as WorldKube
+from world.procs import wait_until_async
 
 NAMESPACE = "default"
 DURATION_S = 3  # renewals every second, each request given one second
@@ -52,13 +52,6 @@ class RenewalFaults:
         return Response(status=500, payload={"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                              "reason": "InternalError", "code": 500})
 
-
-async def eventually(condition: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -98,7 +91,7 @@ async def test_renewals_ride_out_server_errors_and_timeouts_and_never_replace_th
     with pytest.raises(BlockError, match="the release's own outcome"):
         async with leases.hold(host, "uid-a"):
             faults = RenewalFaults(kube, lease_name(host), hangs=1, errors=3)
-            await eventually(lambda: faults.ended_at is not None, 20, "the failed renewals")
+            await wait_until_async(lambda: faults.ended_at is not None, 20, "the failed renewals")
             assert faults.ended_at is not None
 
             async def renewed_since_the_faults() -> bool:
@@ -126,7 +119,7 @@ async def test_a_lease_taken_by_someone_else_is_reported_and_left_to_them(
             taken.spec.renew_time = now
             taken.metadata.annotations[UID_ANNOTATION] = "uid-b"
             await client.replace_lease(NAMESPACE, lease_name(host), taken)
-            await eventually(lambda: "stopped renewing" in caplog.text, 10, "the lost Lease to be reported")
+            await wait_until_async(lambda: "stopped renewing" in caplog.text, 10, "the lost Lease to be reported")
     assert "held by Deployment uid uid-b (operator operator-2)" in caplog.text
     after = await lease(client, host)
     assert (after.spec.holder_identity, after.metadata.annotations[UID_ANNOTATION]) == ("operator-2", "uid-b")

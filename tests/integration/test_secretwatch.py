@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import kubernetes.client as k8s
@@ -18,6 +17,7 @@ from kmock._internal.rendering import Request, Response
 from deploymind.controller.kube import load_api_client
 from deploymind.controller.secretwatch import ApiEndpoint, SecretWatches
 from world.kube import Kube as WorldKube
+from world.procs import wait_until_async
 
 SECRET = "app-secret"
 
@@ -78,13 +78,6 @@ class Faults:
                                              "reason": "InternalError", "code": 500})
 
 
-async def eventually(condition: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
 
 @pytest.fixture
 def secrets(kube: WorldKube) -> Secrets:
@@ -114,16 +107,16 @@ async def test_a_created_rotated_and_deleted_secret_call_back_once_each_and_meta
         kube: WorldKube, secrets: Secrets, watches: SecretWatches, changes: list[tuple[str, str]]) -> None:
     ns = secrets.namespace
     watches.want({(ns, SECRET)})
-    await eventually(lambda: accepted_watches(kube, ns) >= 1, 10, "the watch of a Secret that does not exist yet")
+    await wait_until_async(lambda: accepted_watches(kube, ns) >= 1, 10, "the watch of a Secret that does not exist yet")
 
     await secrets.create("one")
-    await eventually(lambda: len(changes) >= 1, 10, "the creation")
+    await wait_until_async(lambda: len(changes) >= 1, 10, "the creation")
     await secrets.patch({"metadata": {"labels": {"team": "web"}, "annotations": {"note": "metadata only"}}})
     await secrets.replace("two" * 100_000)  # one event line far beyond aiohttp's readline limit (128 KiB)
     # Events arrive in order: had the label patch called back, the rotation would make three.
-    await eventually(lambda: len(changes) >= 2, 10, "the rotation")
+    await wait_until_async(lambda: len(changes) >= 2, 10, "the rotation")
     await secrets.delete()
-    await eventually(lambda: len(changes) >= 3, 10, "the deletion")
+    await wait_until_async(lambda: len(changes) >= 3, 10, "the deletion")
     assert changes == [(ns, SECRET)] * 3
 
     watches.want(set())
@@ -144,21 +137,22 @@ async def test_a_watch_resumes_after_the_server_ends_it_and_rereads_after_410_an
     ns = secrets.namespace
     await secrets.create("one")
     watches.want({(ns, SECRET)})
-    await eventually(lambda: accepted_watches(kube, ns) >= 3, 10, "the watch to be ended by the server and resumed")
+    await wait_until_async(lambda: accepted_watches(kube, ns) >= 3, 10, "the watch to be ended by the server and resumed")
     reads = kube.emulator.audit.find("get", "secrets", namespace=ns, name=SECRET)
     assert len(reads) == 1, "a resumed watch read the Secret again instead of going on from its resourceVersion"
     resumed = [r.params.get("resourceVersion") for r in kube.emulator.audit.find("watch", "secrets", namespace=ns)]
     assert all(resumed), resumed
     await secrets.replace("two")
-    await eventually(lambda: len(changes) >= 1, 10, "the rotation seen by a resumed watch")
+    await wait_until_async(lambda: len(changes) >= 1, 10, "the rotation seen by a resumed watch")
 
     # 410 Gone, then reads that fail: while no watch runs, the Secret is rotated. Once the server answers again,
     # the read shows data other than what was seen last.
     faults = Faults(kube, ns)
-    await eventually(lambda: len(kube.emulator.audit.find("get", "secrets", namespace=ns, name=SECRET, code=500)) >= 2,
-                     15, "reads after the 410 to fail")
+    await wait_until_async(
+        lambda: len(kube.emulator.audit.find("get", "secrets", namespace=ns, name=SECRET, code=500)) >= 2,
+        15, "reads after the 410 to fail")
     await secrets.replace("three")
     faults.recover()
-    await eventually(lambda: len(changes) >= 2, 15, "the rotation made while the watch was down")
+    await wait_until_async(lambda: len(changes) >= 2, 15, "the rotation made while the watch was down")
     assert faults.expired
     assert changes == [(ns, SECRET)] * 2

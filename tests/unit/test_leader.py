@@ -21,10 +21,12 @@ from deploymind.controller.kube import load_api_client
 from deploymind.controller.leader import LeaderElector, LeadershipLost, run_while_leading
 from deploymind.settings import Settings
 from world.kube import Kube as WorldKube
+from world.procs import wait_until_async
 
 NAMESPACE = "default"
 DURATION_S = 3  # polls every 0.5 s, renewals every second, a leader steps down after 1.5 s without one
 SLACK_S = 0.5  # scheduling on two shared cores
+POLL_S = 0.02  # how often a test looks: small beside SLACK_S
 
 
 @pytest.fixture
@@ -52,13 +54,6 @@ def read_lease(kube: WorldKube, name: str) -> k8s.V1Lease:
     lease: k8s.V1Lease = api.read_namespaced_lease(name, NAMESPACE)
     return lease
 
-
-async def eventually(condition: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager
@@ -109,8 +104,8 @@ async def test_a_standby_takes_over_within_the_lease_duration_once_the_leader_st
         async with renewing(a):
             await asyncio.sleep(2 * a.timing.renew_every)  # the standby has seen renewals
             before = read_lease(kube, lease_name).metadata.resource_version
-            await eventually(lambda: read_lease(kube, lease_name).metadata.resource_version != before,
-                             DURATION_S, "a renewal")
+            await wait_until_async(lambda: read_lease(kube, lease_name).metadata.resource_version != before,
+                                   DURATION_S, "a renewal", POLL_S)
         # The leader is gone right after a renewal (none in flight): its last one is in the Lease.
         last_renewal = read_lease(kube, lease_name).spec.renew_time.timestamp()
         assert await asyncio.wait_for(standby, 2 * DURATION_S)
@@ -128,8 +123,9 @@ async def test_a_released_lease_is_taken_at_the_next_poll(
     assert await a.acquire()
     async with standing_by(b) as standby:
         # The standby has read the Lease (the leader's only read found none).
-        await eventually(lambda: bool(kube.emulator.audit.find("get", "leases.coordination.k8s.io", name=lease_name,
-                                                                code=200)), DURATION_S, "the standby's read")
+        await wait_until_async(lambda: bool(kube.emulator.audit.find("get", "leases.coordination.k8s.io",
+                                                                     name=lease_name, code=200)),
+                               DURATION_S, "the standby's read", POLL_S)
         await a.release()
         released = time.monotonic()
         assert not a.leading
@@ -169,7 +165,7 @@ async def test_two_replicas_writing_the_lease_at_once_never_both_lead(
     a, b = make_elector("replica-a"), make_elector("replica-b")
     ReadBarrier(kube, lease_name, count=2)
     async with standing_by(a) as task_a, standing_by(b) as task_b:
-        await eventually(lambda: a.leading or b.leading, DURATION_S, "a leader")
+        await wait_until_async(lambda: a.leading or b.leading, DURATION_S, "a leader", POLL_S)
         # Both read the released Lease and both wrote it: one write was refused. Half a duration later, still one.
         await asyncio.sleep(DURATION_S / 2)
         assert [a.leading, b.leading].count(True) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -29,6 +30,16 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not true after {timeout:.1f} s")
         time.sleep(interval)
+
+
+async def wait_until_async(condition: Callable[[], bool], within: float, what: str, interval: float = 0.05) -> None:
+    """`wait_until` for a test's event loop: the loop keeps running what the test awaits on; AssertionError naming
+    `what` at the deadline."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.1) -> T:
