@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from dm import Cluster, Operator, deployment, docker, handled, http_get, ready, wait_for
-from targets import Target, operator_env_fixture, over, target_fixture, transport_env_fixture, transport_fixture  # noqa: F401
+from targets import Target, operator_env_fixture, over, ssm_leftovers, target_fixture, transport_env_fixture, transport_fixture  # noqa: F401
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo, Health
@@ -79,20 +79,23 @@ def test_a_revision_failing_health_is_refused_while_the_old_one_keeps_serving(
     assert cluster.status("web")["revision"]["id"] == first["revision"]["id"]
 
 
+@over("ssh", "ssm")
 def test_a_removed_container_is_put_back_and_reported(cluster: Cluster, operator: Operator, app_repo: AppRepo,
-                                                       docker_engine: DockerEngine) -> None:
+                                                       docker_engine: DockerEngine, target: Target,
+                                                       namespace: str) -> None:
     port = free_port()
-    cluster.apply(deployment("web", app_repo, port))
+    cluster.apply(deployment("web", app_repo, port, target=target.spec, healthCheck={"periodSeconds": target.period_s}))
     status = cluster.wait_status("web", lambda s: s.get("phase") in ("Baking", "Deployed"), 90, "released")
     container = status["target"]["container"]
     env = {**os.environ, **docker_engine.env}
     subprocess.run(["docker", "rm", "-f", container], env=env, check=True, capture_output=True)
     assert not port_open(port)
-    wait_for(lambda: http_get(port) == (200, "revision 1\n"), 30, "the app answering again")
+    wait_for(lambda: http_get(port) == (200, "revision 1\n"), 2 * target.period_s + 30, "the app answering again")
     repaired = wait_for(lambda: [e for e in cluster.events() if e["reason"] == "DriftRepaired"], 30, "the Event")
     # The probe may catch the container while docker is still removing it.
     assert re.search(f"container {container} is (missing|removing)", repaired[0]["message"]), repaired[0]["message"]
     assert cluster.status("web")["revision"]["id"] == status["revision"]["id"]
+    assert ssm_leftovers(target, namespace) == []  # the repair's payloads are gone too
 
 
 def test_a_redeploy_whose_image_was_removed_from_the_host_builds_it_again(
