@@ -37,18 +37,6 @@ KEY = "team-a/web/abc123-def456"
 IAM_SETUP_REQUESTS = 6
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def parameter_exists(server: MotoServer, name: str) -> bool:
     found = boto("ssm", server).describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [name]}])
     return bool(found["Parameters"])
@@ -116,6 +104,24 @@ async def test_a_denied_put_parameter_is_refused_naming_the_parameter_and_sends_
     assert f"needs permission for ssm:PutParameter on parameter {name}" in refused.value.message
     assert boto("ssm", iam_moto, admin).describe_parameters()["Parameters"] == []
     assert "ssm:SendCommand" not in iam_moto.calls()
+
+
+async def test_a_denied_send_command_is_refused_naming_it_and_leaves_no_parameter(
+        iam_moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = operator_without(iam_moto, monkeypatch, "ssm:SendCommand")
+    instance_id = run_instance(iam_moto, {}, admin)
+    ssm_transport = SSMTransport(instance_id, REGION, settings=Settings())
+    payload = Payload("env-file", b"DB_PASSWORD=hunter2\n", secret=True, key=KEY)
+
+    with pytest.raises(TransportRefused) as refused:
+        await ssm_transport.run("cat > /dev/null", payload=payload, timeout=30)
+
+    assert refused.value.reason == reasons.AWS_ACCESS_DENIED and refused.value.needs_user, refused.value.message
+    assert "needs permission for ssm:SendCommand" in refused.value.message
+    # AWS's own words, not the raw XML body botocore could not parse (moto answers this JSON API in XML).
+    assert "AccessDenied: User: arn:aws:iam::" in refused.value.message and "<" not in refused.value.message
+    assert boto("ssm", iam_moto, admin).describe_parameters()["Parameters"] == []
+    assert boto("ssm", iam_moto, admin).list_commands(InstanceId=instance_id)["Commands"] == []
 
 
 # --- a presigned URL that expired before the host fetched it ------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from xml.etree import ElementTree
+
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
@@ -37,12 +39,27 @@ def access_denied(e: ClientError) -> bool:
     return code in ACCESS_DENIED_CODES or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403
 
 
+def _unwrapped(code: str, text: str) -> tuple[str, str]:
+    """An error body botocore could not parse (an XML error from an endpoint speaking another protocol) leaves the
+    HTTP status as the code and the raw body as the message: take the body's own Code and Message then."""
+    if not code.isdigit() or not text.lstrip().startswith("<"):
+        return code, text
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError:
+        return code, text
+    found = root.find(".//Error") if root.tag != "Error" else root
+    if found is None:
+        return code, text
+    return found.findtext("Code") or code, found.findtext("Message") or text
+
+
 def from_boto(e: Exception, operation: str, reason: str, resource: str = "") -> AwsError:
     """`e` from botocore as an AwsError with `reason`; the message names the operation (on `resource`, when given:
     what a policy statement must allow) and what AWS said."""
     if isinstance(e, ClientError):
         error = e.response.get("Error", {})
-        code, text = str(error.get("Code", "")), str(error.get("Message", ""))
+        code, text = _unwrapped(str(error.get("Code", "")), str(error.get("Message", "")))
         on = f" on {resource}" if resource else ""
         hint = f"; the operator's role needs permission for {operation}{on}" if access_denied(e) else ""
         return AwsError(reason, f"{operation} failed: {code}: {text}{hint}", code=code, aws_message=text,

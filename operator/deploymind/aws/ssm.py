@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deploymind.api import reasons
 from deploymind.aws import session
-from deploymind.aws.errors import ACCESS_DENIED_CODES, AwsError, from_boto
+from deploymind.aws.errors import AwsError, access_denied, from_boto
 
 T = TypeVar("T")
 
@@ -109,5 +109,5 @@ def _error(e: ClientError | BotoCoreError, operation: str, instance_id: str) -> 
                         f"{operation}: SSM does not manage instance {instance_id} or it is not Online ({said}): "
                         "check that it runs, that its SSM agent is running and that its instance profile has "
                         "AmazonSSMManagedInstanceCore", code=code, aws_message=said, operation=operation)
-    return from_boto(e, operation, reasons.AWS_ACCESS_DENIED if code in ACCESS_DENIED_CODES
-                     else reasons.AWS_UNAVAILABLE)
+    denied = isinstance(e, ClientError) and access_denied(e)
+    return from_boto(e, operation, reasons.AWS_ACCESS_DENIED if denied else reasons.AWS_UNAVAILABLE)
