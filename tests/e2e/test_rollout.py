@@ -50,10 +50,13 @@ def test_a_good_revision_becomes_ready_and_the_app_answers_then_an_update_replac
     assert http_get(port) == (200, "revision 2\n")
 
 
+@over("local", "ssh", "ssm")
 def test_a_revision_failing_health_is_refused_while_the_old_one_keeps_serving(
-        cluster: Cluster, operator: Operator, app_repo: AppRepo) -> None:
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, target: Target, namespace: str) -> None:
     port = free_port()
-    cluster.apply(deployment("web", app_repo, port))
+    # No bake: the candidate is refused before the switch, and through SSM a probe comes every 30 s at best.
+    cluster.apply(deployment("web", app_repo, port, target=target.spec, rollback={"bakeSeconds": 0},
+                             healthCheck={"periodSeconds": target.period_s}))
     first = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "first revision deployed")
     bad = app_repo.commit_revision(Health.UNHEALTHY)
     cluster.annotate("web", "deploymind.io/requested-at", "push-1")
@@ -77,6 +80,7 @@ def test_a_revision_failing_health_is_refused_while_the_old_one_keeps_serving(
     cluster.annotate("web", "deploymind.io/requested-at", "push-2")
     wait_for(lambda: cluster.status("web").get("lastHandledReconcileAt") == "push-2", 30, "push-2 handled")
     assert cluster.status("web")["revision"]["id"] == first["revision"]["id"]
+    assert ssm_leftovers(target, namespace) == []  # the refused candidate's payloads are gone too
 
 
 @over("ssh", "ssm")
