@@ -100,7 +100,7 @@ class Settings:
     """S3 bucket through which ssm builds hand the source tarball to the instance; without one they are refused
     (BuildBucketMissing). Prebuilt images need none."""
     build_prefix: str = "deploymind/"
-    """Key prefix in the build bucket: tarballs go to `<prefix><namespace>/<name>/<revision>/…`, for one call only."""
+    """Key prefix in the build bucket: tarballs go to `<prefix><namespace>/<name>/<uid>/<revision>/…`, for one call only."""
     parameter_prefix: str = "/deploymind"
     """Parameter Store path under which ssm releases hand the env file to the instance, for one call only."""
     kms_key_id: str | None = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from targets import Target, over, ssm_leftovers, target_fixture, transport_env_f
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from deploymind.settings import Settings
-from deploymind.transport.base import Payload
+from deploymind.transport.base import Payload, payload_key
 from deploymind.transport.ssm_payloads import object_key, parameter_name
 from world.apps import AppRepo, Health, create_app_repo
 from world.dirs import private_dir
@@ -70,11 +71,11 @@ def host_lease_holder(cluster: Cluster) -> str | None:
     return None
 
 
-def left_by_killed_calls(target: Target, namespace: str, name: str) -> None:
+def left_by_killed_calls(target: Target, namespace: str, name: str, uid: str) -> None:
     """Through SSM, what calls cut short by an operator's death leave, named as the transport names them: a
     build's tarball in S3 and a release's env file in Parameter Store."""
     assert target.moto is not None and target.bucket is not None
-    settings, key = Settings(build_bucket=target.bucket), f"{namespace}/{name}/killed-1"
+    settings, key = Settings(build_bucket=target.bucket), payload_key(namespace, name, uid, "killed-1")
     aws_client("s3", target.moto).put_object(
         Bucket=target.bucket, Key=object_key(settings, Payload("source-tarball", b"tar", key=key)), Body=b"tar")
     aws_client("ssm", target.moto).put_parameter(
@@ -96,14 +97,18 @@ def test_delete_removes_the_containers_images_and_files_from_the_host(
     uid = cluster.get("web")["metadata"]["uid"]
     before = on_host(docker_engine, operator, uid)
     assert before["containers"] and before["images"] and before["files"]
+    # Another cluster's `web` in a namespace of the same name, sharing the bucket: its payloads are its own.
+    other_uid = str(uuid.uuid4())
     if target.ssm:
-        left_by_killed_calls(target, cluster.namespace, "web")
-        assert len(ssm_leftovers(target, cluster.namespace)) == 2
+        left_by_killed_calls(target, cluster.namespace, "web", uid)
+        left_by_killed_calls(target, cluster.namespace, "web", other_uid)
+        assert len(ssm_leftovers(target, cluster.namespace)) == 4
 
     cluster.run("delete", "dmd", "web", "--timeout=60s")
     assert gone(cluster, "web")
     assert on_host(docker_engine, operator, uid) == {"containers": [], "images": [], "files": False}
-    assert ssm_leftovers(target, cluster.namespace) == []
+    left = ssm_leftovers(target, cluster.namespace)
+    assert len(left) == (2 if target.ssm else 0) and all(other_uid in item for item in left), left
     assert not answers(port)
     cleaned = events_for(cluster, "web", "CleanedUp")
     assert cleaned and cleaned[0]["type"] == "Normal"

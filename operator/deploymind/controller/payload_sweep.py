@@ -24,6 +24,7 @@ from deploymind.aws.errors import AwsError
 from deploymind.controller.kube import Kube
 from deploymind.settings import Settings
 from deploymind.transport import ssm_payloads
+from deploymind.transport.base import owner_key
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +69,17 @@ class PayloadSweep:
         if spec.target.transport != Transport.SSM:
             return
         meta = obj["metadata"]
-        namespace, name = str(meta["namespace"]), str(meta["name"])
+        owner = owner_key(str(meta["namespace"]), str(meta["name"]), str(meta["uid"]))
         loop = asyncio.get_running_loop()
-        if not self.schedule.due(loop.time(), ssm_payloads.left_behind(namespace, name)):
+        if not self.schedule.due(loop.time(), ssm_payloads.left_behind(owner)):
             return
-        failure = await _attempt(namespace, name, spec, self._settings)
+        failure = await _attempt(owner, spec, self._settings)
         if failure is None:
             self.schedule.succeeded()
             return
         settings = self._settings
         if self.schedule.failed(loop.time(), settings.backoff_initial_seconds, settings.backoff_max_seconds):
-            await _warn(self._kube, obj, f"{_what(namespace, name, settings)} after {WARN_AFTER} tries (retried "
+            await _warn(self._kube, obj, f"{_what(owner, settings)} after {WARN_AFTER} tries (retried "
                                          f"with backoff; the rollout goes on): {_why(failure)}")
 
 
@@ -88,31 +89,31 @@ async def on_delete(kube: Kube, settings: Settings, body: dict[str, Any], spec: 
     if spec.target.transport != Transport.SSM:
         return
     meta = body["metadata"]
-    namespace, name = str(meta["namespace"]), str(meta["name"])
+    owner = owner_key(str(meta["namespace"]), str(meta["name"]), str(meta["uid"]))
     for attempt in range(1, DELETE_ATTEMPTS + 1):
-        failure = await _attempt(namespace, name, spec, settings)
+        failure = await _attempt(owner, spec, settings)
         if failure is None:
             return
         if attempt == DELETE_ATTEMPTS or failure.reason == reasons.AWS_ACCESS_DENIED:
-            await _warn(kube, body, f"{_what(namespace, name, settings)}: {_why(failure)}; or remove them by hand")
+            await _warn(kube, body, f"{_what(owner, settings)}: {_why(failure)}; or remove them by hand")
             return
         await asyncio.sleep(attempt)
 
 
-async def _attempt(namespace: str, name: str, spec: DeploymentSpec, settings: Settings) -> AwsError | None:
+async def _attempt(owner: str, spec: DeploymentSpec, settings: Settings) -> AwsError | None:
     """One sweep: None when done, else why not."""
     region = ssm_payloads.region_of(spec.target.region, settings)
     try:
-        swept = await asyncio.wait_for(ssm_payloads.sweep(namespace, name, region, settings), SWEEP_TIMEOUT_S)
+        swept = await asyncio.wait_for(ssm_payloads.sweep(owner, region, settings), SWEEP_TIMEOUT_S)
     except AwsError as e:
-        log.warning("%s/%s: the payload sweep failed: %s", namespace, name, e.message)
+        log.warning("%s: the payload sweep failed: %s", owner, e.message)
         return e
     except TimeoutError:
-        log.warning("%s/%s: the payload sweep did not end within %g s", namespace, name, SWEEP_TIMEOUT_S)
+        log.warning("%s: the payload sweep did not end within %g s", owner, SWEEP_TIMEOUT_S)
         return AwsError(reasons.AWS_UNAVAILABLE, f"AWS did not answer the sweep within {SWEEP_TIMEOUT_S:g} s")
     if swept.objects or swept.parameters:
-        log.info("%s/%s: removed %d object(s) and %d parameter(s) earlier calls left in AWS (%d in use kept)",
-                 namespace, name, swept.objects, swept.parameters, swept.kept)
+        log.info("%s: removed %d object(s) and %d parameter(s) earlier calls left in AWS (%d in use kept)",
+                 owner, swept.objects, swept.parameters, swept.kept)
     return None
 
 
@@ -121,10 +122,10 @@ def _why(e: AwsError) -> str:
     return f"{e.reason}: {e.message}{fix}"
 
 
-def _what(namespace: str, name: str, settings: Settings) -> str:
-    where = f"parameters under {ssm_payloads.parameter_path(settings, namespace, name)}"
+def _what(owner: str, settings: Settings) -> str:
+    where = f"parameters under {ssm_payloads.parameter_path(settings, owner)}"
     if settings.build_bucket:
-        where += f" and objects under s3://{settings.build_bucket}/{ssm_payloads.object_prefix(settings, namespace, name)}"
+        where += f" and objects under s3://{settings.build_bucket}/{ssm_payloads.object_prefix(settings, owner)}"
     return f"could not remove what earlier SSM calls left in AWS ({where})"
 
 

@@ -16,7 +16,7 @@ from deploymind.commands.build import BuildParams, build_script
 from deploymind.commands.results import BuildOutcome, HostNotReady, ScriptOutputError, parse_build
 from deploymind.steps.context import Desired, StepContext
 from deploymind.steps.errors import Stalled, Waiting, host_not_ready
-from deploymind.transport.base import Payload, TransportRefused
+from deploymind.transport.base import Payload, TransportRefused, payload_key
 
 BUILD_TIMEOUT_S = 1800.0
 
@@ -32,7 +32,7 @@ async def build(ctx: StepContext, target: Desired) -> None:
     ctx.conditions.set(ConditionType.BUILT, F, reasons.PROGRESSING, f"building {target.image} on the host")
     await ctx.safe_point()
     started = time.monotonic()
-    payload = Payload("source-tarball", tarball, key=f"{ctx.namespace}/{ctx.name}/{target.revision}")
+    payload = Payload("source-tarball", tarball, key=payload_key(ctx.namespace, ctx.name, ctx.uid, target.revision))
     try:
         run = await ctx.transport.run(build_script(params), payload=payload, timeout=BUILD_TIMEOUT_S)
     except TransportRefused as e:

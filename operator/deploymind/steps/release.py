@@ -18,7 +18,7 @@ from deploymind.commands.release import ReleaseParams, env_payload, release_scri
 from deploymind.commands.results import HostNotReady, ReleaseOutcome, ScriptOutputError, parse_release
 from deploymind.steps.context import Desired, StepContext
 from deploymind.steps.errors import Waiting, host_not_ready
-from deploymind.transport.base import Payload
+from deploymind.transport.base import Payload, payload_key
 
 # Room beyond the startup timeout for pulling, starting, switching and the host lock.
 RELEASE_SLACK_S = 600.0
@@ -86,7 +86,7 @@ async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", n
     await ctx.safe_point()
     started = time.monotonic()
     payload = None if target.kept else Payload("env-file", env_payload(ctx.env), secret=True,
-                                                key=f"{ctx.namespace}/{ctx.name}/{target.revision}")
+                                                key=payload_key(ctx.namespace, ctx.name, ctx.uid, target.revision))
     run = await ctx.transport.run(release_script(params), payload=payload,
                                   timeout=spec.health_check.startup_timeout_seconds
                                   + run_as.stop_grace_period_seconds + RELEASE_SLACK_S)

@@ -41,11 +41,22 @@ class Payload:
     """Holds secret values: never stored where a reader of build artifacts could see it (ssm: Parameter Store,
     encrypted, not S3)."""
     key: str = ""
-    """Names the object it belongs to, e.g. `<namespace>/<name>/<revision>`, for where a transport stores it."""
+    """Names the object and revision it belongs to (`payload_key`), for where a transport stores it."""
 
     @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+
+def owner_key(namespace: str, name: str, uid: str) -> str:
+    """`<namespace>/<name>/<uid>`: what one Deployment object stores under. The uid keeps two objects of one name
+    apart: two clusters sharing a bucket and a parameter prefix, or a Deployment deleted and created again."""
+    return f"{namespace}/{name}/{uid}"
+
+
+def payload_key(namespace: str, name: str, uid: str, revision: str) -> str:
+    """A payload's `key`: `<namespace>/<name>/<uid>/<revision>`."""
+    return f"{owner_key(namespace, name, uid)}/{revision}"
 
 
 @dataclass(frozen=True)

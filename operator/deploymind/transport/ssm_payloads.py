@@ -3,8 +3,10 @@ the sweep that removes every other payload of one Deployment.
 
 A call deletes its payloads when it ends (transport.ssm). What a call cut short by the operator's death left behind
 (a tarball in S3, an env file in Parameter Store), or what a call could not delete, stays until something removes
-it: payload keys are `<namespace>/<name>/<revision>` (steps.build, steps.release), so everything a Deployment ever
-stored is under its own prefixes, and `sweep` lists them and deletes whatever no call in flight here holds.
+it: payload keys are `<namespace>/<name>/<uid>/<revision>` (transport.base.payload_key), so everything a Deployment
+object ever stored is under its own prefixes (its `owner_key`), and `sweep` lists them and deletes whatever no call
+in flight here holds. Another object of the same name (in another cluster sharing the bucket, or created again after
+a delete) has another uid, and so prefixes of its own.
 """
 
 from __future__ import annotations
@@ -42,14 +44,14 @@ def parameter_name(settings: Settings, payload: Payload) -> str:
     return "/" + _join(settings.parameter_prefix, payload.key, payload.name)
 
 
-def object_prefix(settings: Settings, namespace: str, name: str) -> str:
-    """Everything of one Deployment in the build bucket (the slash keeps `web` from matching `web2`)."""
-    return _join(settings.build_prefix, namespace, name) + "/"
+def object_prefix(settings: Settings, owner: str) -> str:
+    """Everything of one Deployment object (`owner_key`) in the build bucket (the slash ends the uid)."""
+    return _join(settings.build_prefix, owner) + "/"
 
 
-def parameter_path(settings: Settings, namespace: str, name: str) -> str:
-    """Everything of one Deployment in Parameter Store (a path matches whole segments only)."""
-    return "/" + _join(settings.parameter_prefix, namespace, name)
+def parameter_path(settings: Settings, owner: str) -> str:
+    """Everything of one Deployment object (`owner_key`) in Parameter Store (a path matches whole segments only)."""
+    return "/" + _join(settings.parameter_prefix, owner)
 
 
 def held_object(bucket: str, key: str) -> str:
@@ -77,9 +79,9 @@ def removal_failed(payload_key: str) -> None:
     _left.add(payload_key)
 
 
-def left_behind(namespace: str, name: str) -> bool:
-    """Whether a call of this process failed to delete a payload of this Deployment since its last sweep."""
-    prefix = f"{namespace}/{name}/"
+def left_behind(owner: str) -> bool:
+    """Whether a call of this process failed to delete a payload of this Deployment object since its last sweep."""
+    prefix = f"{owner}/"
     return any(key.startswith(prefix) for key in _left)
 
 
@@ -92,15 +94,16 @@ class Swept:
     kept: int
 
 
-async def sweep(namespace: str, name: str, region: str, settings: Settings) -> Swept:
-    """Delete every parameter under the Deployment's Parameter Store path and every object under its build prefix,
+async def sweep(owner: str, region: str, settings: Settings) -> Swept:
+    """Delete every parameter under the Deployment object's Parameter Store path (`owner` is its `owner_key`) and
+    every object under its build prefix,
     except what a call in flight holds. AWS calls: one list per 10 parameters and one per 1,000 objects (two for a
     Deployment with nothing left; one without a build bucket), one delete per 10 parameters and per 1,000 objects
     found. Raises AwsError: AccessDenied naming the action (ssm:GetParametersByPath, ssm:DeleteParameters,
     s3:ListBucket, s3:DeleteObject), AwsUnavailable."""
-    prefix = f"{namespace}/{name}/"
+    prefix = f"{owner}/"
     left_before = {key for key in _left if key.startswith(prefix)}
-    names = await parameters.names_under(parameter_path(settings, namespace, name), region)
+    names = await parameters.names_under(parameter_path(settings, owner), region)
     # Checked just before each delete: a call that starts meanwhile holds its names before it stores anything.
     free = [found for found in names if not _held[held_parameter(found)]]
     if free:
@@ -110,7 +113,7 @@ async def sweep(namespace: str, name: str, region: str, settings: Settings) -> S
     bucket = settings.build_bucket
     if bucket:
         try:
-            keys = await s3.list_keys(bucket, object_prefix(settings, namespace, name), region)
+            keys = await s3.list_keys(bucket, object_prefix(settings, owner), region)
         except AwsError as e:
             if e.reason != reasons.BUILD_BUCKET_MISSING:
                 raise
