@@ -29,7 +29,8 @@ T = TypeVar("T")
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds. A check that
+    raises (a refused connection, a failed kubectl) counts as not yet, and its error is named at the deadline."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -37,8 +38,9 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
             last = check()
         except (subprocess.SubprocessError, OSError, KeyError, ValueError) as e:
             last = e
-        if last:
-            return last  # type: ignore[no-any-return]
+        else:
+            if last:
+                return last  # type: ignore[no-any-return]
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
         time.sleep(interval)

@@ -102,6 +102,29 @@ def test_a_removed_container_is_put_back_and_reported(cluster: Cluster, operator
     assert ssm_leftovers(target, namespace) == []  # the repair's payloads are gone too
 
 
+@over("local", "ssh", "ssm")
+def test_a_wiped_host_gets_the_running_revision_back_built_again(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine, target: Target,
+        namespace: str) -> None:
+    port = free_port()
+    cluster.apply(deployment("web", app_repo, port, target=target.spec, rollback={"bakeSeconds": 0},
+                             healthCheck={"periodSeconds": target.period_s}))
+    status = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "deployed")
+    # What `docker system prune -a` after a stop, or a host rebuilt from its image, leaves: no container, no image.
+    docker(docker_engine, "rm", "-f", status["target"]["container"])
+    docker(docker_engine, "image", "rm", "-f", status["revision"]["image"])
+    assert not port_open(port)
+
+    wait_for(lambda: http_get(port) == (200, "revision 1\n"), 2 * target.period_s + 60, "the app answering again")
+    repaired = wait_for(lambda: [e for e in cluster.events() if e["reason"] == "DriftRepaired"], 30, "the Event")
+    assert "image built again" in repaired[0]["message"], repaired[0]["message"]
+    # Built again from the same commit: the revision, and so its env and settings, are the ones that ran.
+    after = cluster.status("web")
+    assert after["revision"]["id"] == status["revision"]["id"] and ready(after) == "True/Deployed"
+    assert docker(docker_engine, "image", "inspect", "--format", "{{.Id}}", status["revision"]["image"]).strip()
+    assert ssm_leftovers(target, namespace) == []  # the rebuild's tarball went through S3 and is gone
+
+
 def test_a_redeploy_whose_image_was_removed_from_the_host_builds_it_again(
         cluster: Cluster, operator: Operator, app_repo: AppRepo, docker_engine: DockerEngine) -> None:
     port = free_port()

@@ -10,6 +10,7 @@ running the revert target is never "repaired" back to the bad revision.
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 
 from deploymind.api import reasons
@@ -19,8 +20,10 @@ from deploymind.controller import revisions
 from deploymind.controller.health_rules import Decision
 from deploymind.controller.objectstate import ObjectState
 from deploymind.hook_events import DriftRepaired, Reverted
-from deploymind.steps import release
+from deploymind.steps import build, release, source
 from deploymind.steps.context import Desired, StepContext
+
+log = logging.getLogger(__name__)
 
 
 def later(seconds: float) -> str:
@@ -102,7 +105,8 @@ async def finish(state: ObjectState, ctx: StepContext) -> Outcome:
 
 async def repair(state: ObjectState, ctx: StepContext, decision: Decision) -> None:
     """The container is missing, stopped or runs another revision: release the running revision again, as it
-    ran (the spec's own revision with the env just resolved, so a wiped host gets it back too)."""
+    ran (the spec's own revision with the env just resolved, so a wiped host gets it back too: when its image is
+    gone as well, it is built again from the same commit first)."""
     status, conds = ctx.status, ctx.conditions
     running = status.revision
     assert running is not None
@@ -114,10 +118,26 @@ async def repair(state: ObjectState, ctx: StepContext, decision: Decision) -> No
     else:
         target = revisions.kept(running, ctx.spec)
     conds.set(ConditionType.HEALTHY, F, reasons.CONTAINER_MISSING, decision.message)
+    rebuildable = not target.kept and target.commit is not None and ctx.spec.source is not None
     async with state.leases.hold(ctx.host_key, ctx.uid):
-        result = await release.release(ctx, target, purpose="repair", nonce=str(time.time_ns()))
+        result = await release.release(ctx, target, purpose="repair", nonce=str(time.time_ns()),
+                                       image_may_be_missing=rebuildable)
+    built = ""
+    if result.reason == reasons.IMAGE_MISSING:
+        assert target.commit is not None
+        log.info("%s/%s: %s, and so is its image: building %s again", ctx.namespace, ctx.name, decision.message,
+                 running.id)
+        conds.set(ConditionType.HEALTHY, F, reasons.CONTAINER_MISSING,
+                  f"{decision.message}, and so is its image: building {running.id} again from {target.commit[:12]}")
+        target = await source.fetch_revision(ctx, target)
+        await build.build(ctx, target)  # outside the host Lease, as in a rollout: a build never holds up a revert
+        async with state.leases.hold(ctx.host_key, ctx.uid):
+            result = await release.release(ctx, target, purpose="repair-after-build", nonce=str(time.time_ns()))
+        built = " (its image built again)"
     if result.ok:
-        conds.set(ConditionType.HEALTHY, T, reasons.DRIFT_REPAIRED, f"{decision.message}; released {running.id} again")
+        log.info("%s/%s: %s; released %s again%s", ctx.namespace, ctx.name, decision.message, running.id, built)
+        conds.set(ConditionType.HEALTHY, T, reasons.DRIFT_REPAIRED,
+                  f"{decision.message}; released {running.id} again{built}")
         state.hooks.emit(DriftRepaired(namespace=ctx.namespace, name=ctx.name, uid=ctx.uid, revision=running.id))
         state.bake.start(running.id, time.monotonic())
     else:

@@ -9,6 +9,7 @@ before anything of it reaches a host.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import posixpath
 from pathlib import Path
@@ -34,14 +35,11 @@ async def source(ctx: StepContext) -> None:
     assert ctx.spec.source is not None  # the model guarantees exactly one of source and image
     src = ctx.spec.source
     url = src.repo  # gitfetch normalizes it (owner/name → GitHub) and refuses what is no repository
-    policy = gitfetch.Policy(allow_file=ctx.settings.allow_file_repos, known_hosts=ctx.settings.git_known_hosts)
+    policy = _policy(ctx)
     try:
         commit = await gitfetch.resolve_ref(url, src.ref, token=ctx.token, policy=policy,
                                             timeout=ctx.settings.git_timeout_seconds)
-        tarball = await gitfetch.fetch_tarball(url, commit, token=ctx.token, policy=policy,
-                                               cache_dir=ctx.settings.source_cache,
-                                               timeout=ctx.settings.git_timeout_seconds,
-                                               cache_max_bytes=ctx.settings.source_cache_max_mb * 1024 * 1024)
+        tarball = await _fetch(ctx, commit, policy)
     except gitfetch.GitFetchError as e:
         ctx.conditions.set(ConditionType.SOURCE_READY, F, e.reason, e.message)
         if e.reason in NEEDS_USER:
@@ -60,6 +58,34 @@ async def source(ctx: StepContext) -> None:
                           digest=tarball.digest, tarball=tarball.path, config=config, build_key=build_key)
     ctx.conditions.set(ConditionType.SOURCE_READY, T, reasons.RESOLVED,
                        f"{src.ref} is {commit[:12]} (tree sha256:{tarball.digest[:12]})")
+
+
+async def fetch_revision(ctx: StepContext, target: Desired) -> Desired:
+    """`target` (a revision of the spec's repository this object ran) with the tarball of its commit fetched again:
+    for a host that lost its image. The tree must be the one the revision was built from (its digest), so it is the
+    tree this step checked then. Raises Stalled or Waiting as `source` does; touches no condition."""
+    assert ctx.spec.source is not None and target.commit is not None
+    try:
+        tarball = await _fetch(ctx, target.commit, _policy(ctx))
+    except gitfetch.GitFetchError as e:
+        if e.reason in NEEDS_USER:
+            raise Stalled(e.reason, e.message) from None
+        raise Waiting(e.reason, e.message) from None
+    if target.digest is not None and tarball.digest != target.digest:
+        raise Stalled(reasons.UNSAFE_SOURCE, f"commit {target.commit[:12]} now gives tree sha256:{tarball.digest[:12]}, "
+                                             f"not sha256:{target.digest[:12]} that {target.revision} was built from")
+    return dataclasses.replace(target, tarball=tarball.path)
+
+
+def _policy(ctx: StepContext) -> gitfetch.Policy:
+    return gitfetch.Policy(allow_file=ctx.settings.allow_file_repos, known_hosts=ctx.settings.git_known_hosts)
+
+
+async def _fetch(ctx: StepContext, commit: str, policy: gitfetch.Policy) -> gitfetch.Tarball:
+    assert ctx.spec.source is not None
+    return await gitfetch.fetch_tarball(ctx.spec.source.repo, commit, token=ctx.token, policy=policy,
+                                        cache_dir=ctx.settings.source_cache, timeout=ctx.settings.git_timeout_seconds,
+                                        cache_max_bytes=ctx.settings.source_cache_max_mb * 1024 * 1024)
 
 
 def _unsafe_tree(ctx: StepContext, tarball: Path) -> str | None:
