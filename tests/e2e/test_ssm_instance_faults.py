@@ -1,10 +1,12 @@
 """Through the operator, an EC2 instance stopped in the middle of a release over SSM: the rollout says so at once
 (Ready=False InstanceNotRunning; SSM itself would report nothing until the command's execution timeout, minutes
 away), and once the instance runs again it finishes: one container, the new revision, a true status, and nothing of
-the interrupted call left half-done on the host or in AWS."""
+the interrupted call left half-done on the host or in AWS. And an instance id EC2 does not know: Stalled, with no
+SSM or S3 call, until the spec names a real one."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -64,3 +66,25 @@ def command_status(server: MotoServer, instance_id: str, command_id: str) -> str
     status: str = aws_client("ssm", server).get_command_invocation(CommandId=command_id,
                                                                     InstanceId=instance_id)["Status"]
     return status
+
+
+@over("ssm")
+def test_an_instance_id_ec2_does_not_know_stalls_at_no_ssm_cost_and_a_fixed_id_deploys(
+        cluster: Cluster, operator: Operator, app_repo: AppRepo, target: Target, moto_server: MotoServer,
+        namespace: str) -> None:
+    unknown = "i-0123456789abcdef0"
+    moto_server.reset_calls()
+    cluster.apply(deployment("web", app_repo, free_port(),
+                             dataclasses.replace(target, spec={**target.spec, "instanceId": unknown})))
+    status = cluster.wait_status("web", lambda s: s.get("phase") == "Failed", 30, "stalled")
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "InstanceNotFound"), stalled
+    assert unknown in stalled["message"], stalled["message"]
+    calls = moto_server.calls()
+    assert calls.get("ec2:DescribeInstances", 0) >= 1
+    assert not [op for op in calls if op.startswith(("ssm:", "s3:"))], calls  # nothing sent, nothing stored
+
+    cluster.run("patch", "dmd", "web", "--type", "merge", "-p",
+                json.dumps({"spec": {"target": {"instanceId": target.instance_id}}}))
+    cluster.wait_status("web", lambda s: s.get("phase") in ("Baking", "Deployed"), 60, "deployed to the real one")
+    assert ssm_leftovers(target, namespace) == []
