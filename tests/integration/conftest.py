@@ -13,11 +13,12 @@ from world.moto_ssm import MotoServer, point_operator_at
 @pytest.fixture
 def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
     """The operator's clients aimed at the shared moto server, counting its requests from zero; whatever a test
-    injected (throttling, a slow agent) is undone afterwards."""
+    injected (throttling, a slow agent, a delivery fault) is undone afterwards."""
     point_operator_at(monkeypatch, moto_server.env)
     moto_server.reset_calls()
     yield moto_server
     moto_server.throttle(0)
     moto_server.delay_delivery(0)
+    moto_server.fail_delivery()
     session.forget_clients()
     ec2.forget()

@@ -144,6 +144,43 @@ async def test_a_presigned_url_expired_before_a_slow_agent_fetched_it_says_so_an
     assert (aws.calls("host")["s3:GetObject"], aws.calls()["s3:DeleteObject"]) == (1, 1)
 
 
+# --- SSM that cannot deliver a command, or does not know it yet ------------------------------------------------
+
+@pytest.mark.parametrize(("status", "details", "reason", "said"), [
+    ("Failed", "Undeliverable", reasons.INSTANCE_NOT_MANAGED, "could not deliver the command"),
+    ("TimedOut", "DeliveryTimedOut", reasons.TARGET_UNREACHABLE, "did not pick the command up in time"),
+    ("Cancelled", "Terminated", reasons.COMMAND_CANCELLED, "something other than this operator cancelled it"),
+], ids=["undeliverable", "delivery-timed-out", "terminated"])
+async def test_a_command_ssm_could_not_run_has_a_clear_reason_and_its_payload_is_deleted(
+        aws: MotoServer, status: str, details: str, reason: str, said: str) -> None:
+    instance_id = run_instance(aws, {})
+    ssm_transport = SSMTransport(instance_id, REGION, settings=Settings())
+    payload = Payload("env-file", b"DB_PASSWORD=hunter2\n", secret=True, key=KEY)
+    aws.fail_delivery(commands=1, status=status, details=details)
+
+    with pytest.raises(TransportError) as failed:
+        await ssm_transport.run("cat > /dev/null; echo ran", payload=payload, timeout=30)
+
+    assert failed.value.reason == reason and not failed.value.needs_user, failed.value.message
+    assert said in failed.value.message and details in failed.value.message, failed.value.message
+    assert not parameter_exists(aws, ssm_transport.parameter_name(payload))
+    # The next command is delivered: the fault was the agent's, not the transport's.
+    assert (await ssm_transport.run("echo delivered", timeout=30)).stdout == b"delivered\n"
+
+
+async def test_an_invocation_ssm_does_not_know_yet_right_after_sending_is_asked_again(aws: MotoServer) -> None:
+    instance_id = run_instance(aws, {})
+    aws.fail_delivery(not_yet=3)
+    aws.reset_calls()
+
+    result = await SSMTransport(instance_id, REGION, settings=Settings()).run("echo hello", timeout=30)
+
+    assert (result.exit_code, result.stdout) == (0, b"hello\n")
+    calls = aws.calls()
+    assert calls["ssm:SendCommand"] == 1 and calls["ssm:GetCommandInvocation"] >= 4, calls
+    assert "ssm:CancelCommand" not in calls
+
+
 # --- an instance that leaves SSM mid-command ----------------------------------------------------------------
 
 def connection_lost(server: MotoServer, instance_id: str) -> None:

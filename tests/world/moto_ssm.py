@@ -87,6 +87,12 @@ class MotoServer:
         """Keep every command sent from now on Pending for `seconds` before its script starts (a slow SSM agent)."""
         self._request("/moto-api/deploymind/delivery-delay", {"seconds": seconds})
 
+    def fail_delivery(self, commands: int = 0, status: str = "", details: str = "", not_yet: int = 0) -> None:
+        """End the next `commands` commands sent at once as `status`/`details`, never run (an agent that cannot
+        take them); answer the next `not_yet` GetCommandInvocation calls with InvocationDoesNotExist."""
+        self._request("/moto-api/deploymind/delivery-fault",
+                      {"commands": commands, "status": status, "details": details, "not_yet": not_yet})
+
     def calls(self, caller: str = "operator") -> dict[str, int]:
         """AWS requests so far by `service:Operation` (retries included): `operator` (botocore clients with
         "deploymind" in their user agent) or `host` (everything else: the test host's AWS CLI and curl, tests)."""
@@ -98,10 +104,11 @@ class MotoServer:
         self._request("/moto-api/deploymind/calls", {})
 
     def reset(self) -> None:
-        """Forget every AWS resource (moto's own reset), any pending throttling and any delivery delay."""
+        """Forget every AWS resource (moto's own reset), any pending throttling, delivery delay or fault."""
         self._request("/moto-api/reset", {})
         self.throttle(0)
         self.delay_delivery(0)
+        self.fail_delivery()
 
     def _request(self, path: str, body: dict[str, object] | None) -> Any:
         """POST `body` as JSON (None: a GET) to a test-only endpoint; return its JSON answer."""

@@ -22,6 +22,11 @@
   $DM_THROTTLE_SSM_CALLS sets N at start. `GET` on the same path returns what is left.
 - A slow SSM agent on demand: `POST /moto-api/deploymind/delivery-delay` with `{"seconds": S}` keeps every command
   sent from then on Pending for S seconds before its script starts (0: at once).
+- Delivery faults on demand: `POST /moto-api/deploymind/delivery-fault` with `{"commands": N, "status": S,
+  "details": D}` ends the next N commands sent at once with Status S and StatusDetails D, their scripts never run
+  (an agent that cannot take them: Failed/Undeliverable, TimedOut/DeliveryTimedOut, Cancelled/Terminated); with
+  `{"not_yet": K}` the next K GetCommandInvocation calls answer InvocationDoesNotExist, as SSM does for a moment
+  right after a command is sent. `GET` on the same path returns what is left.
 - An instance that leaves SSM mid-command (stopped, or its `SSMPingStatus` tag no longer Online): its script's
   outcome is not reported while the instance is not Online; the invocation stays InProgress until it is again, or
   is cancelled, or reaches its executionTimeout (TimedOut), as with an agent that lost its connection.
@@ -79,6 +84,7 @@ DEFAULT_EXECUTION_TIMEOUT_S = 3600
 THROTTLE_PATH = "/moto-api/deploymind/throttle"
 CALLS_PATH = "/moto-api/deploymind/calls"
 DELAY_PATH = "/moto-api/deploymind/delivery-delay"
+FAULT_PATH = "/moto-api/deploymind/delivery-fault"
 # How often a held outcome looks whether its instance is Online again.
 HOLD_POLL_S = 0.2
 PUBLIC_IP = os.environ.get("DM_PUBLIC_IP", "127.0.0.1")
@@ -135,6 +141,8 @@ _lock = threading.Lock()
 _original_command_init = ssm_models.Command.__init__
 _runs: list[Run] = []
 _delivery_delay_s = 0.0
+# The next `commands` commands sent end at once as `status`/`details`; the next `not_yet` invocation reads fail.
+_fault: dict[str, Any] = {"commands": 0, "status": "", "details": "", "not_yet": 0}
 
 
 def _command_init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -148,6 +156,12 @@ def _command_init(self: Any, *args: Any, **kwargs: Any) -> None:
     self.dm_runs = {}
     with _lock:
         delay = _delivery_delay_s
+        faulty = _fault["commands"] > 0
+        if faulty:
+            _fault["commands"] -= 1
+    if faulty:
+        _undelivered(self, str(_fault["status"]), str(_fault["details"]))
+        return
     first = "Pending" if delay > 0 else "InProgress"
     for index, invocation in enumerate(self.invocations):
         self.invocations[index] = {
@@ -161,6 +175,19 @@ def _command_init(self: Any, *args: Any, **kwargs: Any) -> None:
         with _lock:
             _runs.append(run)
         threading.Thread(target=_execute, args=(self, index, run, script, timeout, delay), daemon=True).start()
+
+
+def _undelivered(command: Any, status: str, details: str) -> None:
+    """The command ends as the agent never ran it: no script, no exit code, no output."""
+    for index, invocation in enumerate(command.invocations):
+        command.invocations[index] = {
+            **invocation, "Status": status, "StatusDetails": details, "ResponseCode": -1,
+            "ExecutionStartDateTime": "", "ExecutionEndDateTime": "", "ExecutionElapsedTime": "",
+            "StandardOutputContent": "", "StandardErrorContent": "",
+        }
+    command.completed_count = len(command.invocations)
+    command.error_count = len(command.invocations)
+    command.status = command.status_details = status
 
 
 class Run:
@@ -449,6 +476,38 @@ class DeliveryDelay:
         return [body]
 
 
+class DeliveryFault:
+    """WSGI middleware: `POST FAULT_PATH` sets the delivery faults (see the module's docstring); pending
+    `not_yet` faults answer GetCommandInvocation with InvocationDoesNotExist."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == FAULT_PATH:
+            if environ.get("REQUEST_METHOD") == "POST":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                request = json.loads(environ["wsgi.input"].read(length) or b"{}")
+                with _lock:
+                    _fault.update(commands=int(request.get("commands", 0)), status=str(request.get("status", "")),
+                                  details=str(request.get("details", "")), not_yet=int(request.get("not_yet", 0)))
+            with _lock:
+                body = json.dumps(_fault).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSSM.GetCommandInvocation":
+            with _lock:
+                not_yet = _fault["not_yet"] > 0
+                if not_yet:
+                    _fault["not_yet"] -= 1
+            if not_yet:
+                body = json.dumps({"__type": "InvocationDoesNotExist", "message": ""}).encode()
+                start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.1"),
+                                                   ("Content-Length", str(len(body)))])
+                return [body]
+        return self.app(environ, start_response)
+
+
 class PresignedExpiry:
     """WSGI middleware: a presigned request after X-Amz-Date + X-Amz-Expires is refused, as S3 refuses it."""
 
@@ -542,7 +601,8 @@ def main(argv: list[str]) -> None:
     throttled = Throttle(DomainDispatcherApplication(create_backend_app),
                          int(os.environ.get("DM_THROTTLE_SSM_CALLS", "0")))
     signal.signal(signal.SIGTERM, _end_runs)
-    run_simple(args.host, args.port, CallCounter(DeliveryDelay(PresignedExpiry(throttled))), threaded=True)
+    app = CallCounter(DeliveryDelay(DeliveryFault(PresignedExpiry(throttled))))
+    run_simple(args.host, args.port, app, threaded=True)
 
 
 if __name__ == "__main__":
