@@ -202,7 +202,7 @@ def http_get(port: int, path: str = "/", timeout: float = 2) -> tuple[int, str]:
 
 def docker(engine: DockerEngine, *args: str) -> str:
     """`docker ARGS` against the test world's engine; its stdout (the test fails if docker does)."""
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False,
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False, timeout=60,
                           env={**os.environ, **engine.env})
     assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
     return done.stdout

@@ -83,7 +83,7 @@ def test_a_revision_failing_health_is_refused_while_the_old_one_keeps_serving(
     assert ssm_leftovers(target, namespace) == []  # the refused candidate's payloads are gone too
 
 
-@over("ssh", "ssm")
+@over("local", "ssh", "ssm")
 def test_a_removed_container_is_put_back_and_reported(cluster: Cluster, operator: Operator, app_repo: AppRepo,
                                                        docker_engine: DockerEngine, target: Target,
                                                        namespace: str) -> None:
@@ -111,8 +111,9 @@ def test_a_wiped_host_gets_the_running_revision_back_built_again(
                              healthCheck={"periodSeconds": target.period_s}))
     status = cluster.wait_status("web", lambda s: s.get("phase") == "Deployed", 90, "deployed")
     # What `docker system prune -a` after a stop, or a host rebuilt from its image, leaves: no container, no image.
-    docker(docker_engine, "rm", "-f", status["target"]["container"])
+    # The image first (untagged; the container keeps it): no probe may find the container gone and the image there.
     docker(docker_engine, "image", "rm", "-f", status["revision"]["image"])
+    docker(docker_engine, "rm", "-f", status["target"]["container"])
     assert not port_open(port)
 
     wait_for(lambda: http_get(port) == (200, "revision 1\n"), 2 * target.period_s + 60, "the app answering again")

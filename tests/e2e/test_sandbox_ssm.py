@@ -108,20 +108,21 @@ def doc_run(world_root: Path) -> Iterator[DocRun]:
         assert old in block, f"the doc's block no longer has {old!r}: update the test's replacements"
         block = block.replace(old, new)
     script = ("set -euo pipefail\n" + block
-              + 'printf "instance=%s\\nsandbox=%s\\nendpoint=%s\\n" "$INSTANCE" "$!" "$AWS_ENDPOINT_URL"\n')
+              + 'printf "instance=%s\\nendpoint=%s\\n" "$INSTANCE" "$AWS_ENDPOINT_URL"\n')
     env = shell_env()
-    ran = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
-    out = dict(line.split("=", 1) for line in ran.stdout.splitlines() if "=" in line and " " not in line)
-    sandbox_pid = int(out["sandbox"]) if "sandbox" in out else None
+    pid_file = cwd / "sandbox.pid"  # the doc's block writes it right after starting the sandbox
     try:
+        ran = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+        out = dict(line.split("=", 1) for line in ran.stdout.splitlines() if "=" in line and " " not in line)
         assert ran.returncode == 0, f"the doc's commands failed ({ran.returncode}):\n{ran.stdout}\n{ran.stderr}"
         assert out["instance"].startswith("i-") and out["endpoint"].startswith("http://127.0.0.1:"), ran.stdout
-        assert sandbox_pid is not None
-        yield DocRun(cwd=cwd, world=world, app_port=app_port, sandbox_pid=sandbox_pid, instance=out["instance"],
+        yield DocRun(cwd=cwd, world=world, app_port=app_port, sandbox_pid=int(pid_file.read_text()),
+                     instance=out["instance"],
                      env={**env, "AWS_ENDPOINT_URL": out["endpoint"], "INSTANCE": out["instance"]})
     finally:
-        if sandbox_pid is not None:
-            stop(sandbox_pid, 30)
+        # However the block ended (a failure, its timeout): the sandbox it started, then the world.
+        if pid_file.exists() and pid_file.read_text().strip().isdigit():
+            stop(int(pid_file.read_text()), 30)
         subprocess.run([str(ROOT / "scripts" / "testenv"), "down", "--dir", str(world)], capture_output=True,
                        timeout=120, check=False)
 

@@ -48,10 +48,10 @@ def _unwrapped(code: str, text: str) -> tuple[str, str]:
         root = ElementTree.fromstring(text)
     except ElementTree.ParseError:
         return code, text
-    found = root.find(".//Error") if root.tag != "Error" else root
+    found = root if root.tag.rpartition("}")[2] == "Error" else root.find(".//{*}Error")
     if found is None:
         return code, text
-    return found.findtext("Code") or code, found.findtext("Message") or text
+    return found.findtext("{*}Code") or code, found.findtext("{*}Message") or text
 
 
 def from_boto(e: Exception, operation: str, reason: str, resource: str = "") -> AwsError:

@@ -48,6 +48,9 @@ class ObjectState:
         """How the last rollout ended: a wait or a stall of the current generation holds until a rollout ends it."""
         self.failures = 0
         self.unreachable = 0
+        self.rebuild_failures = 0
+        self.rebuild_retry_at = 0.0
+        """Drift repair of a wiped host: failed rebuilds in a row, and when (time.monotonic) to try again."""
         self.bake = BakeClock()
         self._transport: Transport | None = None
         self._signature: str | None = None

@@ -22,6 +22,7 @@ from deploymind.controller.objectstate import ObjectState
 from deploymind.hook_events import DriftRepaired, Reverted
 from deploymind.steps import build, release, source
 from deploymind.steps.context import Desired, StepContext
+from deploymind.steps.errors import Stalled, Waiting
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,36 @@ async def finish(state: ObjectState, ctx: StepContext) -> Outcome:
     return outcome
 
 
+async def _rebuild_and_release(state: ObjectState, ctx: StepContext, target: Desired,
+                               decision: Decision) -> release.Released:
+    """The running revision's image is gone too: fetch its commit again, build it, release it. A rebuild that fails
+    (the repository unreachable, the build refused, the disk full) is tried again after a backoff, not on every
+    probe period. Raises Stalled or Waiting, with Healthy=False (ContainerMissing) and Built saying why."""
+    status, conds = ctx.status, ctx.conditions
+    assert target.commit is not None and status.revision is not None
+    now = time.monotonic()
+    if now < state.rebuild_retry_at:
+        raise Waiting(reasons.CONTAINER_MISSING, f"{decision.message}, and so is its image; building it again is "
+                                                 f"tried in {state.rebuild_retry_at - now:.0f} s")
+    message = f"{decision.message}, and so is its image: building {status.revision.id} again from {target.commit[:12]}"
+    log.info("%s/%s: %s", ctx.namespace, ctx.name, message)
+    conds.set(ConditionType.HEALTHY, F, reasons.CONTAINER_MISSING, message)
+    # Visible while it builds: the app is down, and nothing else would say so until the tick ends.
+    await state.write(status, conds, Outcome(waiting_reason=reasons.CONTAINER_MISSING, waiting_message=message))
+    try:
+        target = await source.fetch_revision(ctx, target)
+        await build.build(ctx, target)  # outside the host Lease, as in a rollout: a build never holds up a revert
+    except (Stalled, Waiting):
+        state.rebuild_failures += 1
+        delay = min(state.settings.backoff_initial_seconds * 2 ** (state.rebuild_failures - 1),
+                    state.settings.backoff_max_seconds)
+        state.rebuild_retry_at = now + delay
+        raise
+    state.rebuild_failures, state.rebuild_retry_at = 0, 0.0
+    async with state.leases.hold(ctx.host_key, ctx.uid):
+        return await release.release(ctx, target, purpose="repair-after-build", nonce=str(time.time_ns()))
+
+
 async def repair(state: ObjectState, ctx: StepContext, decision: Decision) -> None:
     """The container is missing, stopped or runs another revision: release the running revision again, as it
     ran (the spec's own revision with the env just resolved, so a wiped host gets it back too: when its image is
@@ -118,21 +149,15 @@ async def repair(state: ObjectState, ctx: StepContext, decision: Decision) -> No
     else:
         target = revisions.kept(running, ctx.spec)
     conds.set(ConditionType.HEALTHY, F, reasons.CONTAINER_MISSING, decision.message)
-    rebuildable = not target.kept and target.commit is not None and ctx.spec.source is not None
+    # Only the spec's own revision of a repository, with the tree digest it was built from, is built again.
+    rebuildable = (not target.kept and target.commit is not None and target.digest is not None
+                   and ctx.spec.source is not None)
     async with state.leases.hold(ctx.host_key, ctx.uid):
         result = await release.release(ctx, target, purpose="repair", nonce=str(time.time_ns()),
                                        image_may_be_missing=rebuildable)
     built = ""
     if result.reason == reasons.IMAGE_MISSING:
-        assert target.commit is not None
-        log.info("%s/%s: %s, and so is its image: building %s again", ctx.namespace, ctx.name, decision.message,
-                 running.id)
-        conds.set(ConditionType.HEALTHY, F, reasons.CONTAINER_MISSING,
-                  f"{decision.message}, and so is its image: building {running.id} again from {target.commit[:12]}")
-        target = await source.fetch_revision(ctx, target)
-        await build.build(ctx, target)  # outside the host Lease, as in a rollout: a build never holds up a revert
-        async with state.leases.hold(ctx.host_key, ctx.uid):
-            result = await release.release(ctx, target, purpose="repair-after-build", nonce=str(time.time_ns()))
+        result = await _rebuild_and_release(state, ctx, target, decision)
         built = " (its image built again)"
     if result.ok:
         log.info("%s/%s: %s; released %s again%s", ctx.namespace, ctx.name, decision.message, running.id, built)

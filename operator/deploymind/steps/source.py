@@ -65,13 +65,16 @@ async def fetch_revision(ctx: StepContext, target: Desired) -> Desired:
     for a host that lost its image. The tree must be the one the revision was built from (its digest), so it is the
     tree this step checked then. Raises Stalled or Waiting as `source` does; touches no condition."""
     assert ctx.spec.source is not None and target.commit is not None
+    if target.digest is None:
+        raise Stalled(reasons.UNSAFE_SOURCE, f"revision {target.revision} has no recorded tree digest: it cannot be "
+                                             "built again as the tree it was built from")
     try:
         tarball = await _fetch(ctx, target.commit, _policy(ctx))
     except gitfetch.GitFetchError as e:
         if e.reason in NEEDS_USER:
             raise Stalled(e.reason, e.message) from None
         raise Waiting(e.reason, e.message) from None
-    if target.digest is not None and tarball.digest != target.digest:
+    if tarball.digest != target.digest:
         raise Stalled(reasons.UNSAFE_SOURCE, f"commit {target.commit[:12]} now gives tree sha256:{tarball.digest[:12]}, "
                                              f"not sha256:{target.digest[:12]} that {target.revision} was built from")
     return dataclasses.replace(target, tarball=tarball.path)
