@@ -14,7 +14,7 @@ import kubernetes.client as k8s
 import pytest
 from kmock._internal.rendering import Request, Response
 
-from deploymind.controller.kube import load_api_client
+from deploymind.controller.kube import Kube, load_api_client
 from deploymind.controller.secretwatch import ApiEndpoint, SecretWatches
 from world.kube import Kube as WorldKube
 from world.procs import wait_until_async
@@ -156,3 +156,36 @@ async def test_a_watch_resumes_after_the_server_ends_it_and_rereads_after_410_an
     await wait_until_async(lambda: len(changes) >= 2, 15, "the rotation made while the watch was down")
     assert faults.expired
     assert changes == [(ns, SECRET)] * 2
+
+
+async def test_a_rotation_between_a_deployments_read_and_the_watchs_first_look_calls_back(
+        kube: WorldKube, secrets: Secrets, watches: SecretWatches, changes: list[tuple[str, str]]) -> None:
+    ns = secrets.namespace
+    await secrets.create("one")
+    # A Deployment reads the Secret through the operator's client (which tells the watches), then it is rotated
+    # before the watch has taken its first look.
+    reader = Kube(load_api_client(str(kube.kubeconfig)))
+    reader.on_secret_read = watches.consumer_read
+    assert await reader.read_secret_key(ns, SECRET, "token") == b"one"
+    await secrets.replace("two")
+
+    watches.want({(ns, SECRET)})
+    await wait_until_async(lambda: len(changes) >= 1, 10, "the rotation the first look found")
+    assert changes == [(ns, SECRET)]
+
+
+async def test_a_first_look_that_finds_what_the_deployment_read_is_no_change(
+        kube: WorldKube, secrets: Secrets, watches: SecretWatches, changes: list[tuple[str, str]]) -> None:
+    ns = secrets.namespace
+    await secrets.create("one")
+    reader = Kube(load_api_client(str(kube.kubeconfig)))
+    reader.on_secret_read = watches.consumer_read
+    assert await reader.read_secret_key(ns, SECRET, "token") == b"one"
+    assert await reader.read_secret_key(ns, "absent", "token") is None
+    await secrets.patch({"metadata": {"labels": {"team": "web"}}})  # metadata only
+
+    watches.want({(ns, SECRET), (ns, "absent")})
+    await wait_until_async(lambda: accepted_watches(kube, ns) >= 2, 10, "both watches running")
+    await secrets.replace("two")
+    await wait_until_async(lambda: len(changes) >= 1, 10, "the later rotation")
+    assert changes == [(ns, SECRET)], "the first look called back though nothing changed since the read"

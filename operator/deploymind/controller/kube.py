@@ -14,6 +14,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from deploymind.api import GROUP, PLURAL, VERSION
+from deploymind.controller.secretwatch import digest_of_data
 
 
 class Conflict(Exception):
@@ -57,6 +58,9 @@ class Kube:
         self._authentication = k8s.AuthenticationV1Api(api_client)
         self._authorization = k8s.AuthorizationV1Api(api_client)
         self._on_deployment: Callable[[dict[str, Any]], None] | None = None
+        self.on_secret_read: Callable[[str, str, str | None], None] | None = None
+        """Told (namespace, name, digest_of_data of its data, or None when it does not exist) of every Secret read:
+        the Secret watches compare their first look with it (controller.secretwatch)."""
 
     def observing(self, on_deployment: Callable[[dict[str, Any]], None]) -> Kube:
         """This client (the same connections), also handing `on_deployment` every Deployment the API server returns
@@ -105,7 +109,11 @@ class Kube:
         try:
             secret = await self._call(self._core.read_namespaced_secret, name, namespace)
         except NotFound:
+            if self.on_secret_read is not None:
+                self.on_secret_read(namespace, name, None)
             return None
+        if self.on_secret_read is not None:
+            self.on_secret_read(namespace, name, digest_of_data(secret.data))
         return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
 
     async def create_secret(self, namespace: str, name: str, data: dict[str, bytes], labels: dict[str, str]) -> None:

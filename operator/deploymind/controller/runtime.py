@@ -35,6 +35,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.rollout_slots = asyncio.Semaphore(self.settings.max_concurrent_rollouts)
         self.secret_watches = SecretWatches(ApiEndpoint(self.kube.configuration), self.secret_changed)
+        self.kube.on_secret_read = self.secret_watches.consumer_read
 
     def actor(self, namespace: str, name: str) -> Actor:
         key = (namespace, name)

@@ -17,7 +17,7 @@ import json
 import logging
 import random
 import ssl
-from collections.abc import AsyncIterator, Callable, Set
+from collections.abc import AsyncIterator, Callable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +51,12 @@ def data_digest(secret: dict[str, Any] | None) -> str | None:
     managedFields never count, and the data itself is not kept."""
     if secret is None:
         return None
-    return hashlib.sha256(json.dumps(secret.get("data") or {}, sort_keys=True).encode()).hexdigest()
+    return digest_of_data(secret.get("data"))
+
+
+def digest_of_data(data: Mapping[str, str] | None) -> str:
+    """`data_digest` of a Secret whose `data` (base64 values, as the API server returns them) is `data`."""
+    return hashlib.sha256(json.dumps(dict(data or {}), sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -61,8 +66,9 @@ class Seen:
     resource_version: str | None = None
     digest: str | None = None
     baseline: bool = False
-    """Whether anything was observed yet. The first observation only sets the baseline: a Deployment reads its
-    Secrets itself when it reconciles, so only later changes are news."""
+    """Whether anything was observed yet. The first observation only sets the baseline (a Deployment reads its
+    Secrets itself when it reconciles, so only later changes are news), unless it differs from what a Deployment
+    read before this watch first looked (SecretWatches.consumer_read): a change in between is news too."""
 
     def read(self, secret: dict[str, Any] | None) -> bool:
         """The Secret as a GET returned it (None: 404); whether its data changed since last seen."""
@@ -155,11 +161,18 @@ class SecretWatches:
         self._max_backoff_s = max_backoff_s
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._stopping: set[asyncio.Task[None]] = set()
+        self._consumed: dict[Key, str | None] = {}
+        """What the Deployments last read of each Secret (data digest; None: it did not exist)."""
         self._session: aiohttp.ClientSession | None = None
 
     @property
     def watched(self) -> frozenset[Key]:
         return frozenset(self._tasks)
+
+    def consumer_read(self, namespace: str, name: str, digest: str | None) -> None:
+        """A Deployment read the Secret (`digest_of_data` of its data; None: it does not exist). A watch whose
+        first look finds other data calls back: the Secret changed after that read and before the watch began."""
+        self._consumed[(namespace, name)] = digest
 
     def want(self, wanted: Set[Key]) -> None:
         """Watch exactly `wanted`: start what is new, stop what is no longer named. Call it on the event loop."""
@@ -174,6 +187,7 @@ class SecretWatches:
     async def close(self) -> None:
         """Stop every watch and close the connections; a later `want` starts afresh."""
         self.want(frozenset())
+        self._consumed.clear()
         if self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
         if self._session is not None:
@@ -186,7 +200,12 @@ class SecretWatches:
         while True:
             try:
                 if seen.resource_version is None:
-                    self._notify(namespace, name, seen.read(await self._get(namespace, name)))
+                    first = not seen.baseline
+                    changed = seen.read(await self._get(namespace, name))
+                    key = (namespace, name)
+                    if first and key in self._consumed and self._consumed[key] != seen.digest:
+                        changed = True  # rotated between a Deployment's read and this watch's first look
+                    self._notify(namespace, name, changed)
                 await self._watch(namespace, name, seen)
                 failures = 0
             except Expired:
