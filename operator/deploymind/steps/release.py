@@ -108,7 +108,10 @@ async def release(ctx: StepContext, target: Desired, purpose: str = "rollout", n
         # Log lines stay out of status and Events (read far more widely than Secrets): they go to the history.
         if ctx.reporter and result.logs:
             ctx.reporter.logs(target.revision, result.logs)
-        message = (f"revision {target.revision} was refused: {result.message}; the previous container keeps serving"
+        # A repair puts back a container that is gone: nothing else serves meanwhile.
+        serving = ("no container serves it until a later repair succeeds" if purpose.startswith("repair")
+                   else "the previous container keeps serving")
+        message = (f"revision {target.revision} was refused: {result.message}; {serving}"
                    + (f"; its last log lines: deploymind history {ctx.name} -n {ctx.namespace} "
                       f"--revision {target.revision}" if result.logs else ""))
         ctx.conditions.set(ConditionType.RELEASED, F, str(result.result), message)
