@@ -1,6 +1,6 @@
 """Through SSM a Secret env value reaches the container and never SSM's command history: not in `list_commands`
-(the command text), not in any `get_command_invocation` output, not in the object's status or Events; and the
-Parameter Store copy that carried it to the instance is gone once the release is done."""
+(the command text), not in any `get_command_invocation` output (a health tick's included), not in the object's
+status or Events; and the Parameter Store copy that carried it to the instance is gone once the release is done."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import uuid
 
 import pytest
 import yaml
-from dm import Cluster, Operator, deployment, docker, http_get, ready
+from dm import Cluster, Operator, deployment, docker, http_get, ready, wait_for
 from targets import Target, operator_env_fixture, over, ssm_leftovers, target_fixture, transport_env_fixture, transport_fixture  # noqa: F401
 
 from deploymind.sandbox.docker_engine import DockerEngine
 from world.apps import AppRepo
-from world.moto_ssm import MotoServer
+from world.moto_ssm import MotoServer, command_history
 from world.ports import free_port
 
 pytestmark = pytest.mark.e2e
@@ -42,6 +42,11 @@ def test_a_secret_env_value_reaches_the_container_and_never_ssm_command_history(
     env = docker(docker_engine, "exec", status["target"]["container"], "/bin/busybox", "env").splitlines()
     assert f"APP_TOKEN={value}" in env
 
+    # A health tick through SSM too (inspect of the container with named fields, never its env), its output kept.
+    released = len(command_history(moto_server, target.instance_id))
+    wait_for(lambda: len(done := [c for c in command_history(moto_server, target.instance_id)
+                                  if c["Invocation"]["Status"] == "Success"]) > released and done,
+             2 * target.period_s + 15, "a health tick's command done")
     # Not in SSM's command history; and the env file's Parameter Store copy and the build context's S3 object are
     # gone once the release is done.
     assert ssm_leftovers(target, namespace, [value]) == []
