@@ -158,14 +158,19 @@ async def test_a_watch_resumes_after_the_server_ends_it_and_rereads_after_410_an
     assert changes == [(ns, SECRET)] * 2
 
 
+@pytest.fixture
+def reader(kube: WorldKube, watches: SecretWatches) -> Kube:
+    """The operator's client, as a Deployment's reconcile reads Secrets with it: it tells the watches what it read."""
+    client = Kube(load_api_client(str(kube.kubeconfig)))
+    client.on_secret_read = watches.consumer_read
+    return client
+
+
 async def test_a_rotation_between_a_deployments_read_and_the_watchs_first_look_calls_back(
-        kube: WorldKube, secrets: Secrets, watches: SecretWatches, changes: list[tuple[str, str]]) -> None:
+        reader: Kube, secrets: Secrets, watches: SecretWatches, changes: list[tuple[str, str]]) -> None:
     ns = secrets.namespace
     await secrets.create("one")
-    # A Deployment reads the Secret through the operator's client (which tells the watches), then it is rotated
-    # before the watch has taken its first look.
-    reader = Kube(load_api_client(str(kube.kubeconfig)))
-    reader.on_secret_read = watches.consumer_read
+    # A Deployment reads the Secret, then it is rotated before the watch has taken its first look.
     assert await reader.read_secret_key(ns, SECRET, "token") == b"one"
     await secrets.replace("two")
 
@@ -175,11 +180,10 @@ async def test_a_rotation_between_a_deployments_read_and_the_watchs_first_look_c
 
 
 async def test_a_first_look_that_finds_what_the_deployment_read_is_no_change(
-        kube: WorldKube, secrets: Secrets, watches: SecretWatches, changes: list[tuple[str, str]]) -> None:
+        kube: WorldKube, reader: Kube, secrets: Secrets, watches: SecretWatches,
+        changes: list[tuple[str, str]]) -> None:
     ns = secrets.namespace
     await secrets.create("one")
-    reader = Kube(load_api_client(str(kube.kubeconfig)))
-    reader.on_secret_read = watches.consumer_read
     assert await reader.read_secret_key(ns, SECRET, "token") == b"one"
     assert await reader.read_secret_key(ns, "absent", "token") is None
     await secrets.patch({"metadata": {"labels": {"team": "web"}}})  # metadata only
