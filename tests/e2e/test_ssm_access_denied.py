@@ -2,8 +2,8 @@
 AccessDenied naming the action and the object it was refused on, the way to fix it is in the message, and nothing
 was sent to the instance or left in S3 and Parameter Store.
 
-The moto server here enforces IAM (its own, since the session's does not): the test's setup requests run before
-enforcement starts, then every request is checked against the calling user's policy."""
+The moto server here enforces IAM (its own, since the session's does not) once the test has set its users up:
+every request is then checked against the calling user's policy."""
 
 from __future__ import annotations
 
@@ -24,8 +24,6 @@ from world.sshd import Sshd
 
 pytestmark = pytest.mark.e2e
 
-# Two users (create, policy, key each) before IAM is enforced.
-SETUP_REQUESTS = 6
 # What the operator's role needs for an ssm build and release (docs/iam.md), but s3:PutObject.
 GRANTED = ["ec2:DescribeInstances", "ssm:DescribeInstanceInformation", "ssm:SendCommand", "ssm:GetCommandInvocation",
            "ssm:CancelCommand", "ssm:ListCommands", "ssm:PutParameter", "ssm:DeleteParameter",
@@ -44,12 +42,12 @@ class Account:
 
 
 @pytest.fixture
-def account(world_root: Path, sshd: Sshd, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
-    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", str(SETUP_REQUESTS))
+def account(world_root: Path, sshd: Sshd, namespace: str) -> Iterator[Account]:
     server = MotoServer.start(private_dir(world_root, f"moto-iam-{namespace}"), sshd)
     try:
         operator = iam_user(server, "operator", GRANTED)
         admin = iam_user(server, "admin", ["*"])
+        server.enforce_iam()
         yield Account(server, operator, admin, new_bucket(server, admin))
     finally:
         server.stop()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +19,8 @@ from deploymind.controller.tenancy import NAMESPACES_TAG
 from deploymind.settings import Settings
 from deploymind.steps.errors import Stalled, Waiting
 from deploymind.transport.ssm import SSMTransport
-from world.dirs import private_dir
-from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer, iam_user, point_operator_at, run_instance
+from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer, operator_with, run_instance
 from world.moto_ssm import client as boto
-from world.sshd import Sshd
 
 REGION = DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"]
 NAMESPACE = "team-a"
@@ -227,25 +223,10 @@ async def test_throttled_ssm_calls_are_retried_and_counted(aws: MotoServer) -> N
     assert session.throttled_calls().get(key, 0) - before == 2
 
 
-@pytest.fixture
-def iam_moto(world_root: Path, sshd: Sshd, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    """A moto server of its own that enforces IAM after the first 4 requests (the ones that set a user up)."""
-    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "4")
-    server = MotoServer.start(private_dir(world_root, "moto-iam"), sshd)
-    yield server
-    server.stop()
-    session.forget_clients()
-    ec2.forget()
-
-
 def operator_allowed(server: MotoServer, monkeypatch: pytest.MonkeyPatch, actions: list[str]) -> str:
     """Credentials of an IAM user allowed only `actions`, in the environment; an instance tagged for NAMESPACE."""
-    key = iam_user(server, "operator", actions)
-    instance_id = run_instance(server, {NAMESPACES_TAG: NAMESPACE})
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    point_operator_at(monkeypatch, {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": key["aws_access_key_id"],
-                               "AWS_SECRET_ACCESS_KEY": key["aws_secret_access_key"]})
-    return instance_id
+    admin = operator_with(server, monkeypatch, actions)
+    return run_instance(server, {NAMESPACES_TAG: NAMESPACE}, admin)
 
 
 async def test_a_missing_describe_instances_permission_stalls_naming_it(

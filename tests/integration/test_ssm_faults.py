@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +16,19 @@ import pytest
 
 from deploymind.api import reasons
 from deploymind.api.spec import DeploymentSpec
-from deploymind.aws import ec2, session
 from deploymind.controller.targets import resolve_host
 from deploymind.controller.tenancy import NAMESPACES_TAG
 from deploymind.settings import Settings
 from deploymind.steps.errors import Waiting
 from deploymind.transport.base import Payload, TransportError, TransportRefused
 from deploymind.transport.ssm import SSMTransport
-from world.dirs import private_dir
-from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer, iam_user, new_bucket, point_operator_at, run_instance
+from world.moto_ssm import DUMMY_CREDENTIALS, MotoServer, new_bucket, operator_with, run_instance
 from world.moto_ssm import client as boto
 from world.procs import processes_with, wait_until
-from world.sshd import Sshd
 
 REGION = DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"]
 NAMESPACE = "team-a"
 KEY = "team-a/web/abc123-def456"
-# Operations of the IAM-enforcing server's setup (two users, their policies and keys) that run before it enforces.
-IAM_SETUP_REQUESTS = 6
 
 
 def parameter_exists(server: MotoServer, name: str) -> bool:
@@ -44,30 +38,12 @@ def parameter_exists(server: MotoServer, name: str) -> bool:
 
 # --- the operator denied S3 or Parameter Store --------------------------------------------------------------
 
-@pytest.fixture
-def iam_moto(world_root: Path, sshd: Sshd, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    """A moto server of its own that enforces IAM once its setup requests are done."""
-    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", str(IAM_SETUP_REQUESTS))
-    server = MotoServer.start(private_dir(world_root, "moto-iam-faults"), sshd)
-    yield server
-    server.stop()
-    session.forget_clients()
-    ec2.forget()
-
-
-
-
 def operator_without(server: MotoServer, monkeypatch: pytest.MonkeyPatch, missing: str) -> dict[str, str]:
     """The operator's credentials in the environment, allowed all it needs but `missing`; an admin's returned."""
     needs = ["ec2:DescribeInstances", "ssm:DescribeInstanceInformation", "ssm:SendCommand",
              "ssm:GetCommandInvocation", "ssm:CancelCommand", "ssm:PutParameter", "ssm:DeleteParameter",
              "s3:PutObject", "s3:DeleteObject", "s3:GetObject", "kms:Encrypt"]
-    operator = iam_user(server, "operator", [action for action in needs if action != missing])
-    admin = iam_user(server, "admin", ["*"])
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    point_operator_at(monkeypatch, {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": operator["aws_access_key_id"],
-                                    "AWS_SECRET_ACCESS_KEY": operator["aws_secret_access_key"]})
-    return admin
+    return operator_with(server, monkeypatch, [action for action in needs if action != missing])
 
 
 async def test_a_denied_s3_put_object_is_refused_naming_the_object_and_sends_no_command(

@@ -7,36 +7,31 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from deploymind.api import reasons
-from deploymind.aws import ec2, parameters, s3, session
+from deploymind.aws import parameters, s3, session
 from deploymind.aws.errors import AwsError
 from deploymind.settings import Settings
 from deploymind.transport import ssm_payloads
 from deploymind.transport.base import Payload, TransportError, owner_key
 from deploymind.transport.ssm import SSMTransport
-from world.dirs import private_dir
 from world.moto_ssm import (
     DUMMY_CREDENTIALS,
     MotoServer,
-    iam_user,
     new_bucket,
     objects_under,
+    operator_with,
     parameters_under,
-    point_operator_at,
     run_instance,
 )
 from world.moto_ssm import client as boto
 from world.procs import wait_until
-from world.sshd import Sshd
 
 REGION = DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"]
-# Operations of the IAM-enforcing server's setup (two users, their policies and keys) that run before it enforces.
-IAM_SETUP_REQUESTS = 6
 
 
 # The Deployment object under test (its `owner_key`: namespace, name and uid).
@@ -138,17 +133,6 @@ async def test_the_payload_of_a_call_in_flight_is_kept_and_its_call_still_remove
 
 # --- the operator denied what the sweep (or a call's removal) needs --------------------------------------------
 
-@pytest.fixture
-def iam_moto(world_root: Path, sshd: Sshd, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
-    """A moto server of its own that enforces IAM once its setup requests are done."""
-    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", str(IAM_SETUP_REQUESTS))
-    server = MotoServer.start(private_dir(world_root, "moto-iam-sweep"), sshd)
-    yield server
-    server.stop()
-    session.forget_clients()
-    ec2.forget()
-
-
 SWEEP_NEEDS = ["ssm:GetParametersByPath", "ssm:DeleteParameters", "s3:ListBucket", "s3:DeleteObject",
                "ssm:PutParameter", "ssm:DeleteParameter", "s3:PutObject", "s3:GetObject", "kms:Encrypt",
                "ssm:SendCommand", "ssm:GetCommandInvocation", "ssm:DescribeInstanceInformation"]
@@ -157,12 +141,7 @@ SWEEP_NEEDS = ["ssm:GetParametersByPath", "ssm:DeleteParameters", "s3:ListBucket
 def operator_without(server: MotoServer, monkeypatch: pytest.MonkeyPatch, *missing: str) -> dict[str, str]:
     """The operator's credentials in the environment, allowed all a call and a sweep need but `missing`; an
     admin's returned."""
-    operator = iam_user(server, "operator", [action for action in SWEEP_NEEDS if action not in missing])
-    admin = iam_user(server, "admin", ["*"])
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    point_operator_at(monkeypatch, {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": operator["aws_access_key_id"],
-                                    "AWS_SECRET_ACCESS_KEY": operator["aws_secret_access_key"]})
-    return admin
+    return operator_with(server, monkeypatch, [action for action in SWEEP_NEEDS if action not in missing])
 
 
 async def admin_leaves(server: MotoServer, admin: dict[str, str], monkeypatch: pytest.MonkeyPatch,

@@ -103,6 +103,11 @@ class MotoServer:
         """Start counting requests from zero."""
         self._request("/moto-api/deploymind/calls", {})
 
+    def enforce_iam(self) -> None:
+        """From now on check every AWS request against the calling IAM user's policies (moto's own switch): set
+        users up (`iam_user`) before, with any keys, and use their keys after."""
+        self._request("/moto-api/reset-auth", 0)
+
     def reset(self) -> None:
         """Forget every AWS resource (moto's own reset), any pending throttling, delivery delay or fault."""
         self._request("/moto-api/reset", {})
@@ -110,7 +115,7 @@ class MotoServer:
         self.delay_delivery(0)
         self.fail_delivery()
 
-    def _request(self, path: str, body: dict[str, object] | None) -> Any:
+    def _request(self, path: str, body: dict[str, object] | int | None) -> Any:
         """POST `body` as JSON (None: a GET) to a test-only endpoint; return its JSON answer."""
         request = urllib.request.Request(
             self.url + path, data=None if body is None else json.dumps(body).encode(),
@@ -153,6 +158,18 @@ def iam_user(server: MotoServer, name: str, actions: list[str]) -> dict[str, str
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+
+
+def operator_with(server: MotoServer, monkeypatch: pytest.MonkeyPatch, allowed: list[str]) -> dict[str, str]:
+    """`server` enforces IAM from now on, and the operator's clients (in this process) call it as a user allowed
+    only `allowed`; an administrator's keys (allowed everything) are returned."""
+    operator = iam_user(server, "operator", allowed)
+    admin = iam_user(server, "admin", ["*"])
+    server.enforce_iam()
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    point_operator_at(monkeypatch, {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": operator["aws_access_key_id"],
+                                    "AWS_SECRET_ACCESS_KEY": operator["aws_secret_access_key"]})
+    return admin
 
 
 def point_operator_at(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
