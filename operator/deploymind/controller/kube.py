@@ -14,7 +14,6 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from deploymind.api import GROUP, PLURAL, VERSION
-from deploymind.controller.secretwatch import digest_of_data
 
 
 class Conflict(Exception):
@@ -58,9 +57,9 @@ class Kube:
         self._authentication = k8s.AuthenticationV1Api(api_client)
         self._authorization = k8s.AuthorizationV1Api(api_client)
         self._on_deployment: Callable[[dict[str, Any]], None] | None = None
-        self.on_secret_read: Callable[[str, str, str | None], None] | None = None
-        """Told (namespace, name, digest_of_data of its data, or None when it does not exist) of every Secret read:
-        the Secret watches compare their first look with it (controller.secretwatch)."""
+        self.on_secret_read: Callable[[str, str, dict[str, str] | None], None] | None = None
+        """Told (namespace, name, its data as the API server returned it, or None when it does not exist) of every
+        Secret read: the Secret watches compare their first look with it (controller.secretwatch)."""
 
     def observing(self, on_deployment: Callable[[dict[str, Any]], None]) -> Kube:
         """This client (the same connections), also handing `on_deployment` every Deployment the API server returns
@@ -113,7 +112,7 @@ class Kube:
                 self.on_secret_read(namespace, name, None)
             return None
         if self.on_secret_read is not None:
-            self.on_secret_read(namespace, name, digest_of_data(secret.data))
+            self.on_secret_read(namespace, name, secret.data or {})
         return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
 
     async def create_secret(self, namespace: str, name: str, data: dict[str, bytes], labels: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from deploymind.api.conditions import Conditions, Outcome, summarize
 from deploymind.api.spec import DeploymentSpec
 from deploymind.api.status import ConditionType, DeploymentStatus
+from deploymind.controller.backoff import Backoff
 from deploymind.controller.bake import BakeClock
 from deploymind.controller.hooks import Hooks, ReportingTransport, StepReporter
 from deploymind.controller.hostlease import HostLeases
@@ -48,9 +49,8 @@ class ObjectState:
         """How the last rollout ended: a wait or a stall of the current generation holds until a rollout ends it."""
         self.failures = 0
         self.unreachable = 0
-        self.rebuild_failures = 0
-        self.rebuild_retry_at = 0.0
-        """Drift repair of a wiped host: failed rebuilds in a row, and when (time.monotonic) to try again."""
+        self.rebuild = Backoff()
+        """Drift repair of a wiped host: its failed rebuilds (by time.monotonic)."""
         self.bake = BakeClock()
         self._transport: Transport | None = None
         self._signature: str | None = None

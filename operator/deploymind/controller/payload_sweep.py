@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from deploymind.api import reasons
 from deploymind.api.spec import DeploymentSpec, Transport
 from deploymind.aws.errors import AwsError
+from deploymind.controller.backoff import Backoff
 from deploymind.controller.kube import Kube
 from deploymind.settings import Settings
 from deploymind.transport import ssm_payloads
@@ -40,20 +41,22 @@ class SweepSchedule:
     """Whether an object's sweep is due; pure (the caller passes the clock)."""
 
     swept: bool = False
-    failures: int = 0
-    retry_at: float = 0.0
+    backoff: Backoff = field(default_factory=Backoff)
+
+    @property
+    def retry_at(self) -> float:
+        return self.backoff.retry_at
 
     def due(self, now: float, left_behind: bool) -> bool:
-        return (not self.swept or left_behind) and now >= self.retry_at
+        return (not self.swept or left_behind) and not self.backoff.waiting(now)
 
     def failed(self, now: float, initial_s: float, max_s: float) -> bool:
         """Count a failure and back off; True when it is the one that earns a Warning Event."""
-        self.failures += 1
-        self.retry_at = now + min(initial_s * 2 ** (self.failures - 1), max_s)
-        return self.failures == WARN_AFTER
+        return self.backoff.failed(now, initial_s, max_s) == WARN_AFTER
 
     def succeeded(self) -> None:
-        self.swept, self.failures, self.retry_at = True, 0, 0.0
+        self.swept = True
+        self.backoff.succeeded()
 
 
 class PayloadSweep:

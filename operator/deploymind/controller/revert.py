@@ -112,9 +112,9 @@ async def _rebuild_and_release(state: ObjectState, ctx: StepContext, target: Des
     status, conds = ctx.status, ctx.conditions
     assert target.commit is not None and status.revision is not None
     now = time.monotonic()
-    if now < state.rebuild_retry_at:
+    if state.rebuild.waiting(now):
         raise Waiting(reasons.CONTAINER_MISSING, f"{decision.message}, and so is its image; building it again is "
-                                                 f"tried in {state.rebuild_retry_at - now:.0f} s")
+                                                 f"tried in {state.rebuild.retry_at - now:.0f} s")
     message = f"{decision.message}, and so is its image: building {status.revision.id} again from {target.commit[:12]}"
     log.info("%s/%s: %s", ctx.namespace, ctx.name, message)
     conds.set(ConditionType.HEALTHY, F, reasons.CONTAINER_MISSING, message)
@@ -124,12 +124,9 @@ async def _rebuild_and_release(state: ObjectState, ctx: StepContext, target: Des
         target = await source.fetch_revision(ctx, target)
         await build.build(ctx, target)  # outside the host Lease, as in a rollout: a build never holds up a revert
     except (Stalled, Waiting):
-        state.rebuild_failures += 1
-        delay = min(state.settings.backoff_initial_seconds * 2 ** (state.rebuild_failures - 1),
-                    state.settings.backoff_max_seconds)
-        state.rebuild_retry_at = now + delay
+        state.rebuild.failed(now, state.settings.backoff_initial_seconds, state.settings.backoff_max_seconds)
         raise
-    state.rebuild_failures, state.rebuild_retry_at = 0, 0.0
+    state.rebuild.succeeded()
     async with state.leases.hold(ctx.host_key, ctx.uid):
         return await release.release(ctx, target, purpose="repair-after-build", nonce=str(time.time_ns()))
 

@@ -51,12 +51,7 @@ def data_digest(secret: dict[str, Any] | None) -> str | None:
     managedFields never count, and the data itself is not kept."""
     if secret is None:
         return None
-    return digest_of_data(secret.get("data"))
-
-
-def digest_of_data(data: Mapping[str, str] | None) -> str:
-    """`data_digest` of a Secret whose `data` (base64 values, as the API server returns them) is `data`."""
-    return hashlib.sha256(json.dumps(dict(data or {}), sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(secret.get("data") or {}, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -169,10 +164,11 @@ class SecretWatches:
     def watched(self) -> frozenset[Key]:
         return frozenset(self._tasks)
 
-    def consumer_read(self, namespace: str, name: str, digest: str | None) -> None:
-        """A Deployment read the Secret (`digest_of_data` of its data; None: it does not exist). A watch whose
-        first look finds other data calls back: the Secret changed after that read and before the watch began."""
-        self._consumed[(namespace, name)] = digest
+    def consumer_read(self, namespace: str, name: str, data: Mapping[str, str] | None) -> None:
+        """A Deployment read the Secret (its `data`, base64 values as the API server returns them; None: it does
+        not exist). A watch whose first look finds other data calls back: the Secret changed after that read and
+        before the watch began."""
+        self._consumed[(namespace, name)] = None if data is None else data_digest({"data": dict(data)})
 
     def want(self, wanted: Set[Key]) -> None:
         """Watch exactly `wanted`: start what is new, stop what is no longer named. Call it on the event loop."""
